@@ -1,0 +1,337 @@
+#!/usr/bin/env python3
+"""Build CPU Caffe (BVLC 1.0 style) with this project's ROIPooling and SmoothL1Loss
+layers, cache the result outside the clone, and install it into a virtual environment.
+
+Usage (run with the virtual environment's python, numpy already installed):
+
+    python caffe_ext/build_caffe.py [--jobs N] [--force]
+
+What it does, each step skipped when already done:
+
+1. fetch the pinned source archive (brocolli-caffe 9.0.2 from PyPI, sha256 checked);
+2. unpack it into a build tree under the cache, overlay ``caffe_ext/include`` and
+   ``caffe_ext/src``, add our two parameter messages to ``caffe.proto``, write a
+   ``Makefile.config`` (CPU only, Python layers, OpenBLAS) and run ``make all pycaffe``
+   (incremental: the build tree is kept, so a changed layer recompiles one file);
+3. stage ``caffe/`` (the Python package with ``_caffe.so``, ``libcaffe.so`` and
+   ``caffe.bin`` side by side, linked with ``rpath=$ORIGIN``) under a key made of the
+   archive hash, our sources, this script and the Python ABI;
+4. copy the staged package into the environment's site-packages and write a ``caffe``
+   command into its ``bin/`` that runs ``caffe.bin`` with the environment's import path,
+   so Python layers work from ``caffe train``.
+
+The cache lives in ``$FRCNN_CACHE`` (default ``~/.cache/squeezenet-frcnn``).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tarfile
+import time
+from pathlib import Path
+
+ARCHIVE_NAME = "brocolli-caffe"
+ARCHIVE_VERSION = "9.0.2"
+ARCHIVE_SHA256 = "c6410cc60bdd6db685d441b66be7df05410f8850ac88d6b75d48ef9b2315c08a"
+LIBCAFFE = "libcaffe.so.1.0.0-rc3"
+
+HERE = Path(__file__).resolve().parent
+OVERLAY_DIRS = ("include", "src")
+
+# Appended to caffe.proto; field ids are caffe-fast-rcnn's, so its prototxts and
+# caffemodels parse unchanged.
+PROTO_MESSAGES = """
+// ---- squeezenet-frcnn: Fast R-CNN layer parameters (caffe-fast-rcnn field ids) ----
+message ROIPoolingParameter {
+  // Pooled output size
+  optional uint32 pooled_h = 1 [default = 0];
+  optional uint32 pooled_w = 2 [default = 0];
+  // Multiplicative factor from input-image coordinates to feature-map coordinates
+  optional float spatial_scale = 3 [default = 1];
+}
+
+message SmoothL1LossParameter {
+  // SmoothL1Loss(x) = 0.5 * (sigma * x) ** 2 if |x| < 1 / sigma ** 2, else |x| - 0.5 / sigma ** 2
+  optional float sigma = 1 [default = 1];
+}
+"""
+PROTO_FIELDS = """  // squeezenet-frcnn (caffe-fast-rcnn field ids)
+  optional ROIPoolingParameter roi_pooling_param = 8266711;
+  optional SmoothL1LossParameter smooth_l1_loss_param = 8266712;
+"""
+PROTO_MARK = "squeezenet-frcnn"
+
+MAKEFILE_CONFIG = """# Written by squeezenet-frcnn caffe_ext/build_caffe.py
+CPU_ONLY := 1
+USE_OPENCV := 0
+USE_LEVELDB := 0
+USE_LMDB := 0
+USE_HDF5 := 1
+WITH_PYTHON_LAYER := 1
+BLAS := open
+PYTHON_LIBRARIES := boost_python{pyver_nodot} python{pyver}
+PYTHON_INCLUDE := {py_include} {np_include}
+PYTHON_LIB := {py_libdir}
+INCLUDE_DIRS := $(PYTHON_INCLUDE) /usr/local/include /usr/include/hdf5/serial
+LIBRARY_DIRS := $(PYTHON_LIB) /usr/local/lib /usr/lib /usr/lib/x86_64-linux-gnu/hdf5/serial
+# libcaffe, _caffe.so and caffe.bin are installed side by side; libpython is found
+# where this Python lives.
+LINKFLAGS += -Wl,-rpath,\\$$ORIGIN -Wl,-rpath,{py_libdir}
+Q ?= @
+"""
+
+CAFFE_WRAPPER = '''#!{python}
+"""The caffe command-line tool (squeezenet-frcnn build).
+
+Runs caffe.bin with this environment's import path, so that Python layers resolve as in
+`python -c 'import caffe'`: sys.path, plus the folders of the project's packages (an
+editable install finds them with an import hook that PYTHONPATH cannot carry).
+"""
+import importlib.util
+import os
+import sys
+
+import caffe
+
+binary = os.path.join(os.path.dirname(caffe.__file__), "caffe.bin")
+paths = [p for p in sys.path if p and os.path.isdir(p)]
+for name in ("frcnn", "roi_data_layer", "rpn"):
+    spec = importlib.util.find_spec(name)
+    if spec is not None and spec.origin:
+        parent = os.path.dirname(os.path.dirname(spec.origin))
+        if parent not in paths:
+            paths.append(parent)
+old = os.environ.get("PYTHONPATH")
+os.environ["PYTHONPATH"] = os.pathsep.join(([old] if old else []) + paths)
+os.execv(binary, [binary] + sys.argv[1:])
+'''
+
+
+class BuildError(RuntimeError):
+    """A step of the Caffe build failed; the message says which and what to do."""
+
+
+def log(msg: str) -> None:
+    print(f"[caffe] {msg}", flush=True)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("FRCNN_CACHE", Path.home() / ".cache" / "squeezenet-frcnn"))
+
+
+def python_abi() -> dict:
+    import numpy
+
+    return {
+        "pyver": sysconfig.get_python_version(),
+        "soabi": sysconfig.get_config_var("SOABI") or "",
+        "py_include": sysconfig.get_paths()["include"],
+        "py_libdir": sysconfig.get_config_var("LIBDIR"),
+        "np_include": numpy.get_include(),
+        "np_major": numpy.__version__.split(".")[0],
+    }
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def overlay_files() -> list[Path]:
+    files = []
+    for d in OVERLAY_DIRS:
+        files.extend(p for p in sorted((HERE / d).rglob("*")) if p.is_file())
+    return files
+
+
+def build_key(abi: dict) -> str:
+    """Hash of everything the finished build depends on."""
+    h = hashlib.sha256()
+    h.update(ARCHIVE_SHA256.encode())
+    h.update(repr(sorted(abi.items())).encode())
+    for p in overlay_files() + [HERE / "build_caffe.py"]:
+        h.update(str(p.relative_to(HERE)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:20]
+
+
+def fetch_archive(downloads: Path) -> Path:
+    target = downloads / f"{ARCHIVE_NAME}-{ARCHIVE_VERSION}.tar.gz"
+    if target.exists() and sha256_file(target) == ARCHIVE_SHA256:
+        return target
+    downloads.mkdir(parents=True, exist_ok=True)
+    log(f"downloading {ARCHIVE_NAME}=={ARCHIVE_VERSION} source from PyPI")
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(downloads),
+           f"{ARCHIVE_NAME}=={ARCHIVE_VERSION}"]
+    # pip may try to prepare metadata (its setup.py wants conda); the archive is
+    # saved before that, so a failure there is only fatal if the file is absent.
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not target.exists():
+        raise BuildError(f"could not download {ARCHIVE_NAME}=={ARCHIVE_VERSION} from PyPI "
+                         f"(tried: {' '.join(cmd)})")
+    got = sha256_file(target)
+    if got != ARCHIVE_SHA256:
+        target.unlink()
+        raise BuildError(f"{target.name}: sha256 {got} does not match the pinned {ARCHIVE_SHA256}")
+    return target
+
+
+def write_if_changed(path: Path, data: bytes) -> bool:
+    if path.exists() and path.read_bytes() == data:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return True
+
+
+def prepare_tree(archive: Path, tree: Path, abi: dict) -> None:
+    if not (tree / "Makefile").exists():
+        log(f"unpacking {archive.name} into {tree}")
+        tmp = tree.with_name(tree.name + ".unpack")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        with tarfile.open(archive) as tf:
+            tf.extractall(tmp, filter="data")
+        (top,) = list(tmp.iterdir())
+        shutil.rmtree(tree, ignore_errors=True)
+        top.rename(tree)
+        shutil.rmtree(tmp)
+
+    for src in overlay_files():
+        if write_if_changed(tree / src.relative_to(HERE), src.read_bytes()):
+            log(f"overlay {src.relative_to(HERE)}")
+    # The archive's test of its SSD-style SmoothL1Loss does not fit our layer.
+    (tree / "src/caffe/test/test_smooth_L1_loss_layer.cpp").unlink(missing_ok=True)
+
+    proto = tree / "src/caffe/proto/caffe.proto"
+    text = proto.read_text()
+    if PROTO_MARK not in text:
+        head, sep, tail = text.partition("message LayerParameter {")
+        if not sep:
+            raise BuildError(f"{proto}: no 'message LayerParameter' to extend")
+        text = head + sep + "\n" + PROTO_FIELDS + tail + PROTO_MESSAGES
+        proto.write_text(text)
+        log("caffe.proto: added roi_pooling_param (8266711) and smooth_l1_loss_param (8266712)")
+
+    # caffe.io imports scikit-image and scipy at module level; only a few helpers
+    # need them, so make them optional.
+    io_py = tree / "python/caffe/io.py"
+    text = io_py.read_text()
+    if PROTO_MARK not in text:
+        text = text.replace(
+            "import skimage.io\nfrom scipy.ndimage import zoom\n",
+            "try:  # squeezenet-frcnn: optional, only load_image/resize_image need them\n"
+            "    import skimage.io\n"
+            "    from scipy.ndimage import zoom\n"
+            "except ImportError:\n"
+            "    skimage = zoom = None\n", 1)
+        io_py.write_text(text)
+
+    config = MAKEFILE_CONFIG.format(pyver_nodot=abi["pyver"].replace(".", ""), **abi)
+    write_if_changed(tree / "Makefile.config", config.encode())
+
+
+def run_make(tree: Path, jobs: int) -> None:
+    # one line per compiled source, two per tool (compile, link), proto, libraries, pycaffe
+    total = sum(1 for p in (tree / "src/caffe").rglob("*.cpp") if "/test/" not in str(p))
+    total += 2 * sum(1 for _ in (tree / "tools").glob("*.cpp")) + 5
+    interactive = sys.stdout.isatty()
+    log(f"make -j{jobs} all pycaffe in {tree} (a first build takes about 9 minutes on 2 cores)")
+    start = time.time()
+    proc = subprocess.Popen(["make", f"-j{jobs}", "all", "pycaffe"], cwd=tree,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    done = 0
+    tail: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        tail = (tail + [line.rstrip()])[-60:]
+        if re.match(r"^(CXX|NVCC|PROTOC|LD|AR|CXX/LD)\b", line):
+            done += 1
+            status = f"[caffe] [{min(done, total)}/{total}] {time.time() - start:5.0f}s"
+            if interactive:
+                print(f"\r{status} {line.strip()[:70]:<70}", end="", flush=True)
+            elif done % 20 == 0:
+                print(status, flush=True)
+    rc = proc.wait()
+    if interactive:
+        print(flush=True)
+    if rc != 0:
+        errors = [l for l in tail if "error" in l.lower()] or tail[-20:]
+        raise BuildError("make failed in " + str(tree) + ":\n  " + "\n  ".join(errors[-20:]))
+    log(f"build finished in {time.time() - start:.0f}s")
+
+
+def stage(tree: Path, dest: Path) -> None:
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(tree / "python/caffe", tmp / "caffe",
+                    ignore=shutil.ignore_patterns("__pycache__", "test", "*.cpp", "imagenet"))
+    release = tree / ".temp_release"  # the archive's Makefile fixes BUILD_DIR = temp
+    shutil.copy2(release / "lib" / LIBCAFFE, tmp / "caffe" / LIBCAFFE)
+    shutil.copy2(release / "tools" / "caffe.bin", tmp / "caffe" / "caffe.bin")
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+
+
+def install(staged: Path, key: str, site_packages: Path, bin_dir: Path) -> None:
+    target = site_packages / "caffe"
+    marker = target / ".frcnn-build-key"
+    if not (marker.exists() and marker.read_text().strip() == key):
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(staged / "caffe", target)
+        marker.write_text(key + "\n")
+        log(f"installed the caffe package into {target}")
+    wrapper = bin_dir / "caffe"
+    if write_if_changed(wrapper, CAFFE_WRAPPER.format(python=sys.executable).encode()):
+        wrapper.chmod(0o755)
+        log(f"installed the caffe command as {wrapper}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--force", action="store_true", help="rebuild even when a cached build exists")
+    ap.add_argument("--no-install", action="store_true", help="build and stage only")
+    args = ap.parse_args(argv)
+
+    if sys.prefix == sys.base_prefix and not args.no_install:
+        raise BuildError("run this with a virtual environment's python: the caffe package and "
+                         "command are installed into that environment")
+    for tool in ("make", "g++", "protoc"):
+        if shutil.which(tool) is None:
+            raise BuildError(f"'{tool}' not found: install the Debian packages listed in install.sh")
+
+    abi = python_abi()
+    key = build_key(abi)
+    root = cache_root() / "caffe"
+    staged = root / f"stage-{key}"
+    if args.force or not (staged / "DONE").exists():
+        archive = fetch_archive(cache_root() / "downloads")
+        tree = root / f"tree-{ARCHIVE_SHA256[:12]}-{abi['soabi'] or abi['pyver']}"
+        prepare_tree(archive, tree, abi)
+        run_make(tree, args.jobs)
+        stage(tree, staged)
+        (staged / "DONE").write_text(key + "\n")
+    else:
+        log(f"using the cached build {staged}")
+    if not args.no_install:
+        site = Path(sysconfig.get_paths()["purelib"])
+        install(staged, key, site, Path(sysconfig.get_paths()["scripts"]))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BuildError as e:
+        print(f"[caffe] error: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,155 @@
+// squeezenet-frcnn: ROIPooling (CPU), semantics of caffe-fast-rcnn.
+// See include/caffe/layers/roi_pooling_layer.hpp for the contract.
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <vector>
+
+#include "caffe/layers/roi_pooling_layer.hpp"
+
+namespace caffe {
+
+template <typename Dtype>
+void ROIPoolingLayer<Dtype>::LayerSetUp(const vector<Blob<Dtype>*>& bottom,
+      const vector<Blob<Dtype>*>& top) {
+  const ROIPoolingParameter& p = this->layer_param_.roi_pooling_param();
+  const string& name = this->layer_param_.name();
+  CHECK_GE(static_cast<int>(p.pooled_h()), 1)
+      << "ROIPooling layer '" << name << "': roi_pooling_param.pooled_h must"
+      << " be >= 1, got " << p.pooled_h();
+  CHECK_GE(static_cast<int>(p.pooled_w()), 1)
+      << "ROIPooling layer '" << name << "': roi_pooling_param.pooled_w must"
+      << " be >= 1, got " << p.pooled_w();
+  CHECK(p.spatial_scale() > 0 && std::isfinite(p.spatial_scale()))
+      << "ROIPooling layer '" << name << "': roi_pooling_param.spatial_scale"
+      << " must be a finite number > 0, got " << p.spatial_scale();
+  pooled_height_ = p.pooled_h();
+  pooled_width_ = p.pooled_w();
+  spatial_scale_ = p.spatial_scale();
+}
+
+template <typename Dtype>
+void ROIPoolingLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
+      const vector<Blob<Dtype>*>& top) {
+  const string& name = this->layer_param_.name();
+  CHECK_EQ(bottom[0]->num_axes(), 4)
+      << "ROIPooling layer '" << name << "': bottom[0] (features) must be"
+      << " (N, C, H, W), got " << bottom[0]->shape_string();
+  // rois may come as (R, 5) or as legacy (R, 5, 1, 1).
+  CHECK(bottom[1]->num_axes() >= 2 && bottom[1]->count(1) == 5)
+      << "ROIPooling layer '" << name << "': bottom[1] (rois) must be"
+      << " (R, 5) = [batch_index, x1, y1, x2, y2], got "
+      << bottom[1]->shape_string();
+  channels_ = bottom[0]->channels();
+  height_ = bottom[0]->height();
+  width_ = bottom[0]->width();
+  const int num_rois = bottom[1]->shape(0);
+  top[0]->Reshape(num_rois, channels_, pooled_height_, pooled_width_);
+  max_idx_.Reshape(num_rois, channels_, pooled_height_, pooled_width_);
+}
+
+template <typename Dtype>
+void ROIPoolingLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
+      const vector<Blob<Dtype>*>& top) {
+  const Dtype* bottom_data = bottom[0]->cpu_data();
+  const Dtype* bottom_rois = bottom[1]->cpu_data();
+  const int num_rois = bottom[1]->shape(0);
+  const int batch_size = bottom[0]->num();
+  const int map_size = height_ * width_;
+  const int out_size = pooled_height_ * pooled_width_;
+  Dtype* top_data = top[0]->mutable_cpu_data();
+  int* argmax_data = max_idx_.mutable_cpu_data();
+
+  for (int n = 0; n < num_rois; ++n) {
+    const Dtype* roi = bottom_rois + n * 5;
+    const int roi_batch_ind = static_cast<int>(roi[0]);
+    CHECK(roi_batch_ind >= 0 && roi_batch_ind < batch_size)
+        << "ROIPooling layer '" << this->layer_param_.name() << "': roi " << n
+        << " has batch index " << roi[0] << ", outside [0, " << batch_size
+        << ")";
+    const int roi_start_w = static_cast<int>(round(roi[1] * spatial_scale_));
+    const int roi_start_h = static_cast<int>(round(roi[2] * spatial_scale_));
+    const int roi_end_w = static_cast<int>(round(roi[3] * spatial_scale_));
+    const int roi_end_h = static_cast<int>(round(roi[4] * spatial_scale_));
+    const int roi_height = std::max(roi_end_h - roi_start_h + 1, 1);
+    const int roi_width = std::max(roi_end_w - roi_start_w + 1, 1);
+    const Dtype bin_size_h =
+        static_cast<Dtype>(roi_height) / static_cast<Dtype>(pooled_height_);
+    const Dtype bin_size_w =
+        static_cast<Dtype>(roi_width) / static_cast<Dtype>(pooled_width_);
+
+    const Dtype* batch_data = bottom_data + roi_batch_ind * channels_ * map_size;
+    Dtype* roi_top = top_data + n * channels_ * out_size;
+    int* roi_argmax = argmax_data + n * channels_ * out_size;
+
+    for (int ph = 0; ph < pooled_height_; ++ph) {
+      int hstart = static_cast<int>(floor(ph * bin_size_h));
+      int hend = static_cast<int>(ceil((ph + 1) * bin_size_h));
+      hstart = std::min(std::max(hstart + roi_start_h, 0), height_);
+      hend = std::min(std::max(hend + roi_start_h, 0), height_);
+      for (int pw = 0; pw < pooled_width_; ++pw) {
+        int wstart = static_cast<int>(floor(pw * bin_size_w));
+        int wend = static_cast<int>(ceil((pw + 1) * bin_size_w));
+        wstart = std::min(std::max(wstart + roi_start_w, 0), width_);
+        wend = std::min(std::max(wend + roi_start_w, 0), width_);
+        const bool is_empty = (hend <= hstart) || (wend <= wstart);
+        const int pool_index = ph * pooled_width_ + pw;
+        for (int c = 0; c < channels_; ++c) {
+          const Dtype* map = batch_data + c * map_size;
+          Dtype best = is_empty ? Dtype(0) : -FLT_MAX;
+          int best_index = -1;
+          for (int h = hstart; h < hend; ++h) {
+            for (int w = wstart; w < wend; ++w) {
+              const int index = h * width_ + w;
+              if (map[index] > best) {
+                best = map[index];
+                best_index = index;
+              }
+            }
+          }
+          roi_top[c * out_size + pool_index] = best;
+          roi_argmax[c * out_size + pool_index] = best_index;
+        }
+      }
+    }
+  }
+}
+
+template <typename Dtype>
+void ROIPoolingLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
+      const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom) {
+  // rois receive no gradient (as in caffe-fast-rcnn), whatever is asked.
+  if (!propagate_down[0]) {
+    return;
+  }
+  const Dtype* bottom_rois = bottom[1]->cpu_data();
+  const Dtype* top_diff = top[0]->cpu_diff();
+  const int* argmax_data = max_idx_.cpu_data();
+  Dtype* bottom_diff = bottom[0]->mutable_cpu_diff();
+  caffe_set(bottom[0]->count(), Dtype(0), bottom_diff);
+  const int num_rois = bottom[1]->shape(0);
+  const int map_size = height_ * width_;
+  const int out_size = pooled_height_ * pooled_width_;
+  for (int n = 0; n < num_rois; ++n) {
+    const int roi_batch_ind = static_cast<int>(bottom_rois[n * 5]);
+    Dtype* batch_diff = bottom_diff + roi_batch_ind * channels_ * map_size;
+    for (int c = 0; c < channels_; ++c) {
+      const int offset = (n * channels_ + c) * out_size;
+      for (int i = 0; i < out_size; ++i) {
+        const int index = argmax_data[offset + i];
+        if (index >= 0) {
+          batch_diff[c * map_size + index] += top_diff[offset + i];
+        }
+      }
+    }
+  }
+}
+
+#ifdef CPU_ONLY
+STUB_GPU(ROIPoolingLayer);
+#endif
+
+INSTANTIATE_CLASS(ROIPoolingLayer);
+REGISTER_LAYER_CLASS(ROIPooling);
+
+}  // namespace caffe

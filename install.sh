@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Install everything squeezenet-frcnn needs, then run the main job.
+#
+#   ./install.sh            install (idempotent; a second run takes seconds) and run the main job
+#   ./install.sh --no-job   install only
+#
+# Steps: Debian packages (only those missing), a virtual environment in .venv (or
+# $FRCNN_VENV), the Python packages of requirements.txt, CPU Caffe with this project's
+# layers (built once, cached in ~/.cache/squeezenet-frcnn or $FRCNN_CACHE), and this
+# package in editable mode with its Cython kernels.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+VENV=${FRCNN_VENV:-$ROOT/.venv}
+RUN_JOB=1
+for arg in "$@"; do
+  case $arg in
+    --no-job) RUN_JOB=0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    *) echo "install.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+APT_PACKAGES=(
+  build-essential protobuf-compiler libprotobuf-dev libgoogle-glog-dev libgflags-dev
+  libhdf5-dev libopenblas-dev libboost-system-dev libboost-thread-dev
+  libboost-filesystem-dev libboost-regex-dev libboost-python-dev
+)
+
+step() { printf '\n==> %s\n' "$*"; }
+die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
+stamp_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
+
+cd "$ROOT"
+T0=$SECONDS
+
+step "Debian packages"
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  SUDO=()
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || die "not root and no sudo: install these Debian packages: ${missing[*]}"
+    SUDO=(sudo)
+  fi
+  "${SUDO[@]}" apt-get update -qq || die "apt-get update failed"
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null || die "apt-get install failed for: ${missing[*]}"
+else
+  echo "all ${#APT_PACKAGES[@]} present"
+fi
+
+step "Python and virtual environment ($VENV)"
+PYTHON=${PYTHON:-python3}
+command -v "$PYTHON" >/dev/null || die "$PYTHON not found"
+pyver=$("$PYTHON" -c 'import sys; print("%d%d" % sys.version_info[:2])')
+ls /usr/lib/*/libboost_python"$pyver".so >/dev/null 2>&1 \
+  || die "Caffe's Python bindings need Boost.Python for Python ${pyver:0:1}.${pyver:1} (libboost_python$pyver.so); Debian 12 ships it for Python 3.11: run with PYTHON=python3.11"
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV" || die "could not create $VENV"
+PY=$VENV/bin/python
+"$PY" --version
+
+step "Python packages (requirements.txt)"
+req_stamp=$(stamp_of requirements.txt)
+if [ "$(cat "$VENV/.frcnn-requirements" 2>/dev/null)" != "$req_stamp" ]; then
+  "$PY" -m pip install -q --disable-pip-version-check -r requirements.txt \
+    || die "pip install -r requirements.txt failed"
+  echo "$req_stamp" > "$VENV/.frcnn-requirements"
+fi
+echo "up to date"
+
+step "Caffe (CPU, Python layers, ROIPooling, SmoothL1Loss)"
+"$PY" caffe_ext/build_caffe.py || die "the Caffe build failed (see above)"
+
+step "squeezenet-frcnn (editable, Cython kernels)"
+pkg_stamp=$(stamp_of setup.py pyproject.toml nms/*)
+unbuilt=0
+for pyx in nms/*.pyx; do
+  name=$(basename "$pyx" .pyx)
+  [[ -e $pyx && $name != gpu_* ]] || continue
+  ls lib/frcnn/_native/"$name".*so >/dev/null 2>&1 || unbuilt=1
+done
+if [ "$(cat "$VENV/.frcnn-package" 2>/dev/null)" != "$pkg_stamp" ] || ((unbuilt)) \
+   || ! "$PY" -c "import frcnn.cli, rpn, roi_data_layer" 2>/dev/null; then
+  "$PY" -m pip install -q --disable-pip-version-check --no-build-isolation -e . \
+    || die "pip install -e . failed"
+  echo "$pkg_stamp" > "$VENV/.frcnn-package"
+fi
+"$VENV/bin/frcnn" info || die "the installed environment is incomplete (see above)"
+echo "installed in $((SECONDS - T0))s"
+
+if ((RUN_JOB)); then
+  step "Main job"
+  "$VENV/bin/frcnn" smoke --out "$ROOT/output/smoke"
+fi

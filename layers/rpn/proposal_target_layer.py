@@ -1,0 +1,4 @@
+"""``rpn.proposal_target_layer``: module name as in py-faster-rcnn, so its prototxts load unchanged.
+
+The layer arrives with the RPN issue; this module reserves the name.
+"""

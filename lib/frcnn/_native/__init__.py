@@ -1,0 +1,1 @@
+"""Compiled kernels, built from the sources in the repository's nms/ folder."""

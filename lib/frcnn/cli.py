@@ -1,0 +1,69 @@
+"""The ``frcnn`` command line.
+
+Subcommands:
+  info     versions, the Caffe build and its Fast R-CNN layers, the native kernels
+  smoke    a short ``caffe train`` through the Python, ROIPooling and SmoothL1Loss layers
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+REQUIRED_CAFFE_LAYERS = ("Python", "ROIPooling", "SmoothL1Loss")
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import numpy
+
+    import frcnn
+
+    print(f"squeezenet-frcnn {frcnn.__version__}")
+    print(f"python {sys.version.split()[0]}, numpy {numpy.__version__}")
+    try:
+        import caffe
+    except ImportError as e:
+        print(f"caffe: not importable ({e}); run ./install.sh")
+        return 1
+    layers = set(caffe.layer_type_list())
+    missing = [name for name in REQUIRED_CAFFE_LAYERS if name not in layers]
+    print(f"caffe {caffe.__version__} at {caffe.__file__}")
+    print("caffe layers: " + ", ".join(
+        f"{name} {'yes' if name in layers else 'MISSING'}" for name in REQUIRED_CAFFE_LAYERS))
+    return 1 if missing else 0
+
+
+def _cmd_smoke(args: argparse.Namespace) -> int:
+    from frcnn import smoke
+
+    smoke.run(args.out, iters=args.iters, seed=args.seed)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="frcnn", description="SqueezeNet Faster R-CNN (with OHEM) for Caffe")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("info", help="versions, the Caffe build and its layers")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("smoke", help="train a tiny net through the project's Caffe layers")
+    p.add_argument("--out", default="output/smoke", help="folder for the net, solver and log")
+    p.add_argument("--iters", type=int, default=60, help="solver iterations (default 60)")
+    p.add_argument("--seed", type=int, default=3)
+    p.set_defaults(func=_cmd_smoke)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (RuntimeError, ValueError, FileNotFoundError) as e:
+        print(f"frcnn {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

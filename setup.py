@@ -1,0 +1,55 @@
+"""squeezenet-frcnn: SqueezeNet Faster R-CNN with OHEM for Caffe.
+
+Packages:
+  frcnn            lib/frcnn      the pure library (numpy, Cython kernels), no pycaffe needed
+  frcnn._native    lib/frcnn/_native  compiled kernels, built from the sources in nms/
+  roi_data_layer   layers/roi_data_layer  Caffe Python layers, py-faster-rcnn module names
+  rpn              layers/rpn
+
+The Cython CPU kernels always build.  The CUDA kernels build only where nvcc is found
+(or FORCE_CUDA=1); a failed or skipped CUDA build never breaks the install: the
+library falls back to the CPU with one warning.
+"""
+import glob
+import os
+import sys
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "nms"))
+from build_cuda import cuda_extensions, BuildExtWithCuda  # noqa: E402
+
+# Every nms/<name>.pyx but the GPU wrappers becomes the CPU kernel frcnn._native.<name>.
+cpu_extensions = [
+    Extension(
+        f"frcnn._native.{os.path.basename(path)[:-4]}",
+        [path],
+        include_dirs=[numpy.get_include()],
+        extra_compile_args=["-O3"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    )
+    for path in sorted(glob.glob("nms/*.pyx"))
+    if not os.path.basename(path).startswith("gpu_")
+]
+
+setup(
+    name="squeezenet-frcnn",
+    version="0.1.0",
+    description="SqueezeNet Faster R-CNN with online hard example mining, as Caffe Python layers",
+    python_requires=">=3.9",
+    package_dir={
+        "frcnn": "lib/frcnn",
+        "roi_data_layer": "layers/roi_data_layer",
+        "rpn": "layers/rpn",
+    },
+    packages=["frcnn", "frcnn._native", "roi_data_layer", "rpn"],
+    ext_modules=(cythonize(cpu_extensions, language_level=3) if cpu_extensions else [])
+    + cuda_extensions(),
+    cmdclass={"build_ext": BuildExtWithCuda},
+    install_requires=["numpy>=2.0", "easydict", "pyyaml", "opencv-python-headless", "protobuf", "six"],
+    extras_require={"test": ["pytest", "hypothesis"]},
+    entry_points={"console_scripts": ["frcnn = frcnn.cli:main"]},
+    zip_safe=False,
+)

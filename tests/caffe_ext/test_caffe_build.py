@@ -1,0 +1,47 @@
+"""The project's Caffe build: the installed package, command and cache."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import caffe
+from tests.conftest import ROOT
+
+
+def test_required_layers_are_registered():
+    assert {"Python", "ROIPooling", "SmoothL1Loss"} <= set(caffe.layer_type_list())
+
+
+def test_caffe_command_runs_from_the_environment():
+    exe = Path(sys.executable).with_name("caffe")
+    assert exe.exists(), "install.sh puts the caffe command into the environment's bin/"
+    proc = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "1.0.0" in proc.stdout + proc.stderr
+
+
+def test_second_build_uses_the_cache():
+    proc = subprocess.run([sys.executable, str(ROOT / "caffe_ext" / "build_caffe.py")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "using the cached build" in proc.stdout
+    assert "make" not in proc.stdout
+
+
+def test_build_key_depends_on_layer_sources(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "caffe_ext"))
+    try:
+        import build_caffe
+    finally:
+        sys.path.pop(0)
+    abi = build_caffe.python_abi()
+    key = build_caffe.build_key(abi)
+    copy = tmp_path / "caffe_ext"
+    shutil.copytree(ROOT / "caffe_ext", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(build_caffe, "HERE", copy)
+    assert build_caffe.build_key(abi) == key
+    src = copy / "src/caffe/layers/roi_pooling_layer.cpp"
+    src.write_text(src.read_text() + "\n// changed\n")
+    assert build_caffe.build_key(abi) != key
