@@ -1,13 +1,21 @@
 """The ``frcnn`` command line.
 
-Subcommands:
-  info     versions, the Caffe build and its Fast R-CNN layers, the native kernels
+Subcommands defined here:
+  info     versions, the Caffe build and its Fast R-CNN layers
+  config   every configuration key with its default and meaning
   smoke    a short ``caffe train`` through the Python, ROIPooling and SmoothL1Loss layers
+Other subcommands live beside the code they drive: each module in ``COMMAND_MODULES`` has a
+``register(subparsers)`` that adds its subcommands (and must import nothing heavy at import
+time).
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+
+# Modules that add subcommands; see the module docstring.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 REQUIRED_CAFFE_LAYERS = ("Python", "ROIPooling", "SmoothL1Loss")
 
@@ -32,6 +40,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 1 if missing else 0
 
 
+def _cmd_config(args: argparse.Namespace) -> int:
+    from frcnn import config
+
+    print(config.describe())
+    return 0
+
+
 def _cmd_smoke(args: argparse.Namespace) -> int:
     from frcnn import smoke
 
@@ -48,11 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="versions, the Caffe build and its layers")
     p.set_defaults(func=_cmd_info)
 
+    p = sub.add_parser("config", help="list every configuration key with its default")
+    p.set_defaults(func=_cmd_config)
+
     p = sub.add_parser("smoke", help="train a tiny net through the project's Caffe layers")
     p.add_argument("--out", default="output/smoke", help="folder for the net, solver and log")
     p.add_argument("--iters", type=int, default=60, help="solver iterations (default 60)")
     p.add_argument("--seed", type=int, default=3)
     p.set_defaults(func=_cmd_smoke)
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 

@@ -1,0 +1,238 @@
+"""The one configuration of squeezenet-frcnn, with py-faster-rcnn's keys and end-to-end defaults.
+
+``cfg`` is an EasyDict read only at the edges (Caffe layer setup, the command line, the
+training and test drivers); library functions take explicit arguments.  Merge changes with
+``cfg_from_file(path)`` (YAML) or ``cfg_from_list(['TRAIN.SCALES', '(400,)', ...])``: an
+unknown key or a value of the wrong type raises ``ConfigError`` naming the key.
+
+Every key, its default and its meaning is in ``KEYS`` below (``frcnn config`` prints them).
+"""
+from __future__ import annotations
+
+import ast
+import copy
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
+from easydict import EasyDict
+
+
+class ConfigError(ValueError):
+    """An unknown configuration key, or a value of the wrong type."""
+
+
+class Key(NamedTuple):
+    name: str
+    default: Any
+    doc: str
+
+
+KEYS: tuple[Key, ...] = (
+    # ---- training: images and RoI minibatches ----
+    Key("TRAIN.SCALES", (600,), "short side of training images, pixels; one is drawn per image"),
+    Key("TRAIN.MAX_SIZE", 1000, "cap on the long side of a training image, pixels"),
+    Key("TRAIN.IMS_PER_BATCH", 1, "images per minibatch (end-to-end training supports 1)"),
+    Key("TRAIN.BATCH_SIZE", 128, "RoIs sampled per image by ProposalTargetLayer; -1 keeps all "
+        "(OHEM nets)"),
+    Key("TRAIN.FG_FRACTION", 0.25, "fraction of the RoI minibatch that is foreground, at most"),
+    Key("TRAIN.FG_THRESH", 0.5, "a RoI is foreground when its IoU with a gt box is >= this"),
+    Key("TRAIN.BG_THRESH_HI", 0.5, "a RoI is background when its best IoU is in [LO, HI)"),
+    Key("TRAIN.BG_THRESH_LO", 0.0, "see BG_THRESH_HI (py-faster-rcnn end2end uses 0.0)"),
+    Key("TRAIN.USE_FLIPPED", True, "add horizontally flipped copies of the training images"),
+    Key("TRAIN.ASPECT_GROUPING", True, "group images of like aspect ratio in minibatches"),
+    Key("TRAIN.BBOX_REG", True, "train bounding-box regressors"),
+    Key("TRAIN.BBOX_THRESH", 0.5, "IoU a RoI needs with a gt box to be a regression example"),
+    Key("TRAIN.BBOX_INSIDE_WEIGHTS", (1.0, 1.0, 1.0, 1.0), "weights of dx dy dw dh in the "
+        "RoI box loss"),
+    Key("TRAIN.BBOX_NORMALIZE_TARGETS", True, "normalise RoI regression targets"),
+    Key("TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED", True, "normalise with the fixed MEANS and "
+        "STDS below (end-to-end training needs this)"),
+    Key("TRAIN.BBOX_NORMALIZE_MEANS", (0.0, 0.0, 0.0, 0.0), "means of dx dy dw dh"),
+    Key("TRAIN.BBOX_NORMALIZE_STDS", (0.1, 0.1, 0.2, 0.2), "standard deviations of dx dy dw dh"),
+    Key("TRAIN.SNAPSHOT_ITERS", 10000, "iterations between snapshots"),
+    Key("TRAIN.SNAPSHOT_INFIX", "", "inserted into snapshot file names"),
+    Key("TRAIN.USE_PREFETCH", False, "prepare minibatches in a background thread"),
+    Key("TRAIN.HAS_RPN", True, "the net has an RPN (end-to-end training)"),
+    # ---- training: the RPN ----
+    Key("TRAIN.RPN_POSITIVE_OVERLAP", 0.7, "an anchor is positive when its IoU with a gt box "
+        "is >= this (or it is some gt box's best anchor)"),
+    Key("TRAIN.RPN_NEGATIVE_OVERLAP", 0.3, "an anchor is negative when its best IoU is < this"),
+    Key("TRAIN.RPN_CLOBBER_POSITIVES", False, "negatives overrule positives when both apply"),
+    Key("TRAIN.RPN_FG_FRACTION", 0.5, "fraction of the anchor minibatch that is positive, "
+        "at most"),
+    Key("TRAIN.RPN_BATCHSIZE", 256, "anchors sampled per image for the RPN losses"),
+    Key("TRAIN.RPN_NMS_THRESH", 0.7, "NMS IoU threshold on proposals while training"),
+    Key("TRAIN.RPN_PRE_NMS_TOP_N", 12000, "proposals kept before NMS while training"),
+    Key("TRAIN.RPN_POST_NMS_TOP_N", 2000, "proposals kept after NMS while training"),
+    Key("TRAIN.RPN_MIN_SIZE", 16, "proposals smaller than this (original-image pixels) are "
+        "dropped"),
+    Key("TRAIN.RPN_BBOX_INSIDE_WEIGHTS", (1.0, 1.0, 1.0, 1.0), "weights of dx dy dw dh in the "
+        "RPN box loss"),
+    Key("TRAIN.RPN_POSITIVE_WEIGHT", -1.0, "weight of positive anchors in (0, 1), or -1 for "
+        "uniform 1 / number of sampled anchors"),
+    # ---- training: online hard example mining ----
+    Key("TRAIN.OHEM_USE_NMS", True, "NMS among RoIs by their loss before picking hard ones"),
+    Key("TRAIN.OHEM_NMS_THRESH", 0.7, "IoU threshold of that NMS"),
+    Key("TRAIN.OHEM_BATCH_SIZE", 128, "hard RoIs kept per image"),
+    # ---- test ----
+    Key("TEST.SCALES", (600,), "short side of test images, pixels"),
+    Key("TEST.MAX_SIZE", 1000, "cap on the long side of a test image, pixels"),
+    Key("TEST.NMS", 0.3, "per-class NMS IoU threshold on detections"),
+    Key("TEST.SCORE_THRESH", 0.05, "detections below this class score are dropped"),
+    Key("TEST.MAX_PER_IMAGE", 100, "detections kept per image, over all classes"),
+    Key("TEST.BBOX_REG", True, "apply the box regression to the RoIs"),
+    Key("TEST.HAS_RPN", True, "the net has an RPN"),
+    Key("TEST.RPN_NMS_THRESH", 0.7, "NMS IoU threshold on proposals at test time"),
+    Key("TEST.RPN_PRE_NMS_TOP_N", 6000, "proposals kept before NMS at test time"),
+    Key("TEST.RPN_POST_NMS_TOP_N", 300, "proposals kept after NMS at test time"),
+    Key("TEST.RPN_MIN_SIZE", 16, "proposals smaller than this (original-image pixels) are "
+        "dropped"),
+    # ---- everywhere ----
+    Key("PIXEL_MEANS", (102.9801, 115.9465, 122.7717), "BGR means subtracted from images"),
+    Key("RNG_SEED", 3, "seed of every random generator (sampling, shuffling)"),
+    Key("EPS", 1e-14, "a small number"),
+    Key("USE_GPU_NMS", True, "use the CUDA NMS where it was built and a GPU is present"),
+    Key("GPU_ID", 0, "the GPU to use"),
+    Key("EXP_DIR", "default", "name of the experiment's output folder"),
+)
+
+
+def _nest(flat: Iterable[tuple[str, Any]]) -> EasyDict:
+    root: dict = {}
+    for name, value in flat:
+        node = root
+        *parents, leaf = name.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = copy.deepcopy(value)
+    return EasyDict(root)
+
+
+def default_config() -> EasyDict:
+    """A fresh configuration with every default."""
+    return _nest((k.name, k.default) for k in KEYS)
+
+
+_DEFAULTS = {k.name: k.default for k in KEYS}
+
+cfg = default_config()
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Value converted to the default's type, or ConfigError naming the key."""
+    def fail() -> ConfigError:
+        return ConfigError(f"config key {name}: expected {type(default).__name__} like "
+                           f"{default!r}, got {value!r}")
+
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise fail()
+    if isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise fail()
+    if isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise fail()
+    if isinstance(default, str):
+        if isinstance(value, str):
+            return value
+        raise fail()
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)) or len(value) == 0:
+            raise fail()
+        if not name.endswith("SCALES") and len(value) != len(default):
+            raise ConfigError(f"config key {name}: expected {len(default)} values, got {value!r}")
+        item = default[0]
+        return tuple(_coerce(f"{name}[{i}]", v, item) for i, v in enumerate(value))
+    raise fail()
+
+
+def _flatten(tree: Mapping, prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.extend(_flatten(value, name + "."))
+        else:
+            out.append((name, value))
+    return out
+
+
+def _set(config: EasyDict, name: str, value: Any) -> None:
+    if name not in _DEFAULTS:
+        close = [k for k in _DEFAULTS if k.split(".")[-1] == name.split(".")[-1]]
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"unknown config key {name}{hint}")
+    *parents, leaf = name.split(".")
+    node = config
+    for p in parents:
+        node = node[p]
+    node[leaf] = _coerce(name, value, _DEFAULTS[name])
+
+
+def merge_dict(updates: Mapping, config: EasyDict | None = None) -> EasyDict:
+    """Merge a nested mapping of overrides into ``config`` (default: the global cfg)."""
+    config = cfg if config is None else config
+    checked = [(name, value) for name, value in _flatten(updates)]
+    staged = copy.deepcopy(config)
+    for name, value in checked:
+        _set(staged, name, value)
+    for name, _ in checked:  # all valid: apply
+        _set(config, name, _get(staged, name))
+    return config
+
+
+def _get(config: EasyDict, name: str) -> Any:
+    node = config
+    for part in name.split("."):
+        node = node[part]
+    return node
+
+
+def cfg_from_file(path: str, config: EasyDict | None = None) -> EasyDict:
+    """Merge a YAML file of overrides (nested like the keys, e.g. ``TRAIN: {SCALES: [400]}``)."""
+    import yaml
+
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"config file not found: {path}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config file {path}: expected a mapping of keys, got {type(data).__name__}")
+    try:
+        return merge_dict(data, config)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def _literal(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # a bare string such as an EXP_DIR name
+
+
+def cfg_from_list(pairs: list[str], config: EasyDict | None = None) -> EasyDict:
+    """Merge ``['KEY', 'VALUE', ...]`` overrides (values are Python literals)."""
+    if len(pairs) % 2:
+        raise ConfigError(f"expected KEY VALUE pairs, got an odd number of items: {pairs!r}")
+    updates: dict = {}
+    for name, text in zip(pairs[::2], pairs[1::2]):
+        node = updates
+        *parents, leaf = name.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = _literal(text)
+    return merge_dict(updates, config)
+
+
+def describe() -> str:
+    """Every key with its default and meaning, one per line."""
+    width = max(len(k.name) for k in KEYS)
+    return "\n".join(f"{k.name:<{width}}  {k.default!r:<28}  {k.doc}" for k in KEYS)
