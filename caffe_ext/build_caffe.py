@@ -294,6 +294,14 @@ def stage(tree: Path, dest: Path) -> None:
     tmp.rename(dest)
 
 
+def prune_stages(root: Path, keep: Path, count: int = 3) -> None:
+    """Delete all but the ``count`` newest finished builds (``keep`` always stays)."""
+    stages = sorted((p for p in root.glob("stage-*") if p.is_dir() and p != keep),
+                    key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in stages[count - 1:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def install(staged: Path, key: str, site_packages: Path, bin_dir: Path) -> None:
     target = site_packages / "caffe"
     marker = target / ".frcnn-build-key"
@@ -333,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         run_make(tree, args.jobs)
         stage(tree, staged)
         (staged / "DONE").write_text(key + "\n")
+        prune_stages(root, staged)
     else:
         log(f"using the cached build {staged}")
     if not args.no_install:

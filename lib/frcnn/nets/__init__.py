@@ -1,0 +1,15 @@
+"""The networks: SqueezeNet and ZF Faster R-CNN prototxts, generated from one definition,
+and a static checker for prototxts.
+
+Modules (each imports pycaffe lazily, inside its functions, so that the ``frcnn`` command
+line can register its subcommands cheaply):
+  variants   the one table of variants and their parameters (classes, anchors, image scale,
+             solver settings)
+  layers     small NetSpec helpers (layer naming, fillers, param_str text, prototxt text)
+  squeezenet SqueezeNet v1.1 trunk (DeepScale's names) and the seed's RoI head
+  zf         ZF trunk and head (py-faster-rcnn's ZF end-to-end net)
+  detection  the Faster R-CNN train and test nets: data, RPN, proposals, RoI head, OHEM
+  generate   writes train/test/solver prototxts and the cfg file of each variant
+  checker    ``frcnn check``: what would fail at train time, parameter count and size
+  commands   the ``frcnn prototxt`` and ``frcnn check`` subcommands
+"""
