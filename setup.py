@@ -16,7 +16,7 @@ import sys
 
 import numpy
 from Cython.Build import cythonize
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "nms"))
 from build_cuda import cuda_extensions, BuildExtWithCuda  # noqa: E402
@@ -45,7 +45,8 @@ setup(
         "roi_data_layer": "layers/roi_data_layer",
         "rpn": "layers/rpn",
     },
-    packages=["frcnn", "frcnn._native", "roi_data_layer", "rpn"],
+    packages=["frcnn", *(f"frcnn.{p}" for p in find_packages("lib/frcnn")),
+              "roi_data_layer", "rpn"],
     ext_modules=(cythonize(cpu_extensions, language_level=3) if cpu_extensions else [])
     + cuda_extensions(),
     cmdclass={"build_ext": BuildExtWithCuda},

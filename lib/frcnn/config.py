@@ -236,3 +236,25 @@ def describe() -> str:
     """Every key with its default and meaning, one per line."""
     width = max(len(k.name) for k in KEYS)
     return "\n".join(f"{k.name:<{width}}  {k.default!r:<28}  {k.doc}" for k in KEYS)
+
+
+def cfg_to_dict(config: EasyDict | None = None) -> dict:
+    """A plain nested dict of the configuration (tuples as lists), e.g. to save as YAML."""
+    config = cfg if config is None else config
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(config)
+
+
+def write_cfg(path: str, config: EasyDict | None = None) -> None:
+    """Save the whole configuration as YAML (cfg_from_file reads it back)."""
+    import yaml
+
+    with open(path, "w") as f:
+        yaml.safe_dump(cfg_to_dict(config), f, sort_keys=False)

@@ -48,7 +48,32 @@ LAYER_PARAMS: dict[str, dict[str, Param]] = {
         "num_classes": Param("int", doc="classes including background"),
     },
     "roi_data_layer.layer.RoIDataLayer": {
-        "num_classes": Param("int", doc="classes including background"),
+        # None below means: take the value from cfg (named in the doc) at setup
+        "num_classes": Param("int", doc="classes including background (checked against the "
+                                        "dataset's class list)"),
+        "dataset": Param("str", "", "dataset to load at setup: a registered name "
+                                    "(synth_train, voc_2007_trainval, ...) or the path of a "
+                                    "VOC-format folder; '' = wait for set_roidb() from Python"),
+        "root": Param("str", "", "folder of a named dataset (default data/synth, "
+                                 "data/VOCdevkit<year>); relative to the current directory"),
+        "split": Param("str", "", "ImageSets/Main/<split>.txt of a path dataset (default "
+                                  "trainval)"),
+        "classes": Param("str", "", "class names without __background__, comma-separated, "
+                                    "or a file with one per line (default: the folder's "
+                                    "classes.txt, else the 20 VOC classes)"),
+        "use_difficult": Param("bool", False, "train on objects marked difficult too"),
+        "skip_bad": Param("bool", False, "skip bad images/objects of the dataset with a "
+                                         "warning and a count instead of stopping"),
+        "cfg": Param("str", "", "YAML config file merged into the global cfg at setup (for "
+                                "`caffe train`; later layers see it too)"),
+        "scales": Param("numbers", None, "short sides drawn from (cfg TRAIN.SCALES)"),
+        "max_size": Param("int", None, "cap on the long side (cfg TRAIN.MAX_SIZE)"),
+        "flip": Param("bool", None, "add flipped images (cfg TRAIN.USE_FLIPPED)"),
+        "aspect_grouping": Param("bool", None, "pair images of like orientation "
+                                               "(cfg TRAIN.ASPECT_GROUPING)"),
+        "seed": Param("int", None, "seed of the shuffling and scale draws (cfg RNG_SEED)"),
+        "prefetch": Param("bool", None, "prepare minibatches in a background thread "
+                                        "(cfg TRAIN.USE_PREFETCH)"),
     },
     "roi_data_layer.layer.OHEMDataLayer": {
         "num_classes": Param("int", 0, "classes including background (checked against the "

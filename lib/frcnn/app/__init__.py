@@ -1,0 +1,1 @@
+"""Command-line applications: train, test, detect, demo."""

@@ -1,0 +1,131 @@
+"""``frcnn train``, ``frcnn test``, ``frcnn detect`` and ``frcnn demo``."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.replace(",", " ").split())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like '0.5,1,2', got {text!r}")
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    return values
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="a .caffemodel")
+    p.add_argument("--net", help="test.prototxt or a variant name (default: the one the "
+                                 "model's .frcnn.json names)")
+    p.add_argument("--cfg", dest="cfg_file", help="YAML config merged over the model's")
+    p.add_argument("--set", dest="set_pairs", nargs="+", default=[], metavar="KEY VALUE",
+                   help="config overrides, e.g. --set TEST.NMS 0.4")
+    norm = p.add_mutually_exclusive_group()
+    norm.add_argument("--unnormalize", dest="unnormalize", action="store_true", default=None,
+                      help="bbox_pred is normalised (a model from plain `caffe train`)")
+    norm.add_argument("--no-unnormalize", dest="unnormalize", action="store_false",
+                      help="bbox_pred gives plain deltas (normalisation folded in)")
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("train", help="train a Faster R-CNN net on a dataset")
+    p.add_argument("--net", default="squeezenet/faster_rcnn_end2end",
+                   help="variant (see `frcnn prototxt --list`)")
+    p.add_argument("--dataset", default="synth_train",
+                   help="registered name (synth_train, voc_2007_trainval, ...) or VOC folder")
+    p.add_argument("--root", help="folder of a registered dataset")
+    p.add_argument("--iters", type=int, required=True)
+    p.add_argument("--out", required=True, help="run folder (snapshots, nets, cfg)")
+    p.add_argument("--weights", help="initial weights, e.g. squeezenet_v1.1.caffemodel")
+    p.add_argument("--resume", help="a .solverstate from the run's state/ folder")
+    p.add_argument("--cfg", dest="cfg_file", help="YAML config file")
+    p.add_argument("--set", dest="set_pairs", nargs="+", default=[], metavar="KEY VALUE")
+    p.add_argument("--base-lr", type=float)
+    p.add_argument("--stepsize", type=int, help="lr step (default 3/4 of --iters)")
+    p.add_argument("--iter-size", type=int)
+    p.add_argument("--ratios", type=_floats)
+    p.add_argument("--scales", type=_floats)
+    p.add_argument("--snapshot-iters", type=int)
+    p.add_argument("--display", type=int, default=20)
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip bad images/objects with a warning instead of stopping")
+    p.add_argument("--force", action="store_true", help="write into a non-empty --out")
+    p.set_defaults(func=_cmd_train)
+
+    p = subparsers.add_parser("test", help="evaluate a model on a dataset (VOC mAP)")
+    _model_args(p)
+    p.add_argument("--dataset", default="synth_test")
+    p.add_argument("--root")
+    p.add_argument("--out", default="output/test")
+    p.add_argument("--max-images", type=int, default=0)
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=_cmd_test)
+
+    p = subparsers.add_parser("detect", help="detect objects in images")
+    _model_args(p)
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--out", default="output/detect")
+    p.add_argument("--thresh", type=float, default=0.5, help="score threshold to report/draw")
+    p.add_argument("--classes", help="class names without background, comma-separated "
+                                     "(default: from the model)")
+    p.set_defaults(func=_cmd_detect)
+
+    p = subparsers.add_parser("demo", help="the main job: synthetic data, train, test, detect")
+    p.add_argument("--out", default="output/demo")
+    p.add_argument("--iters", type=int, help="training iterations (default: the recipe's)")
+    p.add_argument("--ohem", action="store_true", help="train the OHEM net")
+    p.add_argument("--num-train", type=int, default=300)
+    p.add_argument("--num-test", type=int, default=100)
+    p.add_argument("--force", action="store_true", help="regenerate the dataset")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _set_pairs(args: argparse.Namespace) -> tuple[str, ...]:
+    pairs = tuple(args.set_pairs)
+    if len(pairs) % 2:
+        raise ValueError(f"--set takes KEY VALUE pairs, got {list(pairs)}")
+    return pairs
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from frcnn.app.training import TrainRequest, run_train
+
+    run_train(TrainRequest(
+        net=args.net, dataset=args.dataset, root=args.root, iters=args.iters, out=args.out,
+        weights=args.weights, resume=args.resume, cfg_file=args.cfg_file,
+        set_pairs=_set_pairs(args), base_lr=args.base_lr, stepsize=args.stepsize,
+        iter_size=args.iter_size, ratios=args.ratios, scales=args.scales,
+        snapshot_iters=args.snapshot_iters, display=args.display, force=args.force,
+        skip_bad=args.skip_bad))
+    return 0
+
+
+def _cmd_test(args: argparse.Namespace) -> int:
+    from frcnn.app.testing import EvalRequest, run_test
+
+    run_test(EvalRequest(model=args.model, net=args.net, cfg_file=args.cfg_file,
+                         set_pairs=_set_pairs(args), unnormalize=args.unnormalize,
+                         dataset=args.dataset, root=args.root, out=args.out,
+                         force=args.force, max_images=args.max_images))
+    return 0
+
+
+def _cmd_detect(args: argparse.Namespace) -> int:
+    from frcnn.app.testing import DetectRequest, run_detect
+
+    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
+    run_detect(DetectRequest(model=args.model, net=args.net, cfg_file=args.cfg_file,
+                             set_pairs=_set_pairs(args), unnormalize=args.unnormalize,
+                             images=args.images, out=args.out, thresh=args.thresh,
+                             classes=classes))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from frcnn.app.demo import run_demo
+
+    run_demo(args.out, iters=args.iters, ohem=args.ohem, force=args.force,
+             num_train=args.num_train, num_test=args.num_test)
+    return 0

@@ -1,0 +1,169 @@
+"""``frcnn test`` and ``frcnn detect``: a trained model on a dataset or on image files."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from frcnn.app.runs import install_cfg, merged_cfg, model_context, prepare_out_dir
+
+
+@dataclass
+class ModelRequest:
+    model: str
+    net: str | None = None                # test.prototxt or a variant name; default: sidecar
+    cfg_file: str | None = None
+    set_pairs: Sequence[str] = ()
+    unnormalize: bool | None = None       # None: from the model's sidecar
+
+
+def load_detector(req: ModelRequest, num_classes: int | None = None, work_dir: Path | None = None):
+    """(Detector, class names from the model or None) for a model; installs its cfg.
+
+    The test net is ``req.net`` (a prototxt path, or a variant name generated with
+    ``num_classes``), else the one the model's sidecar names.  The cfg is the defaults <-
+    the model's run cfg <- --cfg <- --set.
+    """
+    from frcnn.inference import DetectSettings, Detector
+
+    if not Path(req.model).is_file():
+        raise FileNotFoundError(f"model not found: {req.model}")
+    meta = model_context(req.model)
+    base = [meta["cfg_file"]] if meta.get("cfg_file") and Path(meta["cfg_file"]).is_file() else []
+    c = merged_cfg(base, req.cfg_file, req.set_pairs)
+    install_cfg(c)
+    net = req.net or meta.get("test_net")
+    if not net:
+        raise ValueError(f"{req.model} has no sidecar naming its test net: pass --net "
+                         f"(a test.prototxt or a variant name)")
+    if not net.endswith(".prototxt"):
+        net = _generated_test_net(net, num_classes or len(meta.get("classes", [])) or 0, c,
+                                  work_dir)
+    elif not Path(net).is_file():
+        raise FileNotFoundError(f"test net not found: {net}")
+    detector = Detector(net, req.model, DetectSettings.from_cfg(c), unnormalize=req.unnormalize)
+    classes = meta.get("classes")
+    if classes and len(classes) != detector.num_classes:
+        raise ValueError(f"{req.model}: its sidecar lists {len(classes)} classes but the net "
+                         f"{net} outputs {detector.num_classes}")
+    return detector, classes
+
+
+def _generated_test_net(name: str, num_classes: int, c, work_dir: Path | None) -> str:
+    from frcnn.nets import generate, variants
+
+    if num_classes < 2:
+        raise ValueError(f"--net {name}: the class count is unknown; give a dataset or a "
+                         f"test.prototxt")
+    variant = variants.preset(name).replace(num_classes=num_classes,
+                                            scale=int(c.TEST.SCALES[0]),
+                                            max_size=int(c.TEST.MAX_SIZE))
+    folder = (work_dir or Path("output")) / "net"
+    generate.write(variant, folder)
+    return str(folder / "test.prototxt")
+
+
+@dataclass
+class EvalRequest(ModelRequest):
+    dataset: str = "synth_test"
+    root: str | None = None
+    out: str = "output/test"
+    force: bool = False
+    max_images: int = 0                   # 0: all
+
+
+def run_test(req: EvalRequest) -> dict[str, float]:
+    """Detect on every image of the dataset, evaluate, save; return the VOC07 APs."""
+    from frcnn.data.blobs import read_image
+    from frcnn.data.datasets import get_dataset
+    from frcnn.evaluation import evaluate, format_table
+
+    dataset = get_dataset(req.dataset, root=req.root)
+    out = prepare_out_dir(req.out, req.force)
+    detector, classes = load_detector(req, dataset.num_classes, out)
+    if classes and list(classes) != list(dataset.classes):
+        raise ValueError(f"the model was trained on classes {classes[1:]} but {dataset.name} "
+                         f"has {list(dataset.classes[1:])}")
+    records = dataset.load()
+    if req.max_images:
+        records = records[:req.max_images]
+    k = len(dataset.classes)
+    all_dets: list[list[np.ndarray]] = [[np.zeros((0, 5), np.float32)] * len(records)
+                                        for _ in range(k)]
+    start = time.time()
+    for i, r in enumerate(records):
+        dets = detector.detect(read_image(r["image"]))
+        for c in range(1, k):
+            all_dets[c][i] = dets[c]
+        if (i + 1) % 25 == 0 or i + 1 == len(records):
+            per = (time.time() - start) / (i + 1)
+            print(f"[test] {i + 1}/{len(records)} images  {per:.3f}s/image  "
+                  f"ETA {per * (len(records) - i - 1):.0f}s", flush=True)
+    seconds_per_image = (time.time() - start) / max(len(records), 1)
+    aps07 = evaluate(all_dets, records, dataset.classes, use_07_metric=True)
+    aps = evaluate(all_dets, records, dataset.classes, use_07_metric=False)
+    table = format_table(aps07, aps)
+    print(table, flush=True)
+    write_voc_results(out, all_dets, records, dataset.classes)
+    (out / "eval.json").write_text(json.dumps(
+        {"dataset": dataset.name, "model": str(req.model), "images": len(records),
+         "seconds_per_image": round(seconds_per_image, 4), "ap_voc07": aps07,
+         "ap_area": aps}, indent=2) + "\n")
+    (out / "eval.txt").write_text(table + "\n")
+    print(f"[test] mAP (VOC07 11-point) {aps07['mAP']:.4f}, (area) {aps['mAP']:.4f} on "
+          f"{len(records)} images, {seconds_per_image:.3f}s/image; results in {out}",
+          flush=True)
+    return aps07
+
+
+def write_voc_results(out: Path, all_dets, records, classes) -> None:
+    """VOC results format: results/comp4_det_test_<class>.txt, lines
+    '<image id> <score> <x1> <y1> <x2> <y2>' with 1-based pixel coordinates."""
+    folder = out / "results"
+    folder.mkdir(exist_ok=True)
+    for c in range(1, len(classes)):
+        with open(folder / f"comp4_det_test_{classes[c]}.txt", "w") as f:
+            for i, r in enumerate(records):
+                for x1, y1, x2, y2, score in all_dets[c][i]:
+                    f.write(f"{r['id']} {score:.3f} {x1 + 1:.1f} {y1 + 1:.1f} {x2 + 1:.1f} "
+                            f"{y2 + 1:.1f}\n")
+
+
+@dataclass
+class DetectRequest(ModelRequest):
+    images: Sequence[str] = ()
+    out: str = "output/detect"
+    thresh: float = 0.5
+    classes: Sequence[str] | None = None
+
+
+def run_detect(req: DetectRequest) -> list[dict]:
+    """Detect objects in image files; write <out>/detections.json and <out>/<name>.png."""
+    import cv2
+
+    from frcnn.data.blobs import read_image
+    from frcnn.inference import detections_to_json, draw_detections
+
+    if not req.images:
+        raise ValueError("no images given")
+    out = Path(req.out)
+    out.mkdir(parents=True, exist_ok=True)
+    detector, classes = load_detector(req, len(req.classes) + 1 if req.classes else None, out)
+    names = (["__background__"] + list(req.classes)) if req.classes else classes
+    if not names:
+        names = ["__background__"] + [f"class{k}" for k in range(1, detector.num_classes)]
+    results = []
+    for path in req.images:
+        im = read_image(path)
+        dets = detector.detect(im)
+        rows = detections_to_json(dets, names, req.thresh)
+        drawn = out / (Path(path).stem + "_detections.png")
+        cv2.imwrite(str(drawn), draw_detections(im, dets, names, req.thresh))
+        results.append({"image": str(path), "drawn": str(drawn), "detections": rows})
+        print(f"[detect] {path}: {len(rows)} objects >= {req.thresh} -> {drawn}", flush=True)
+    (out / "detections.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results

@@ -1,0 +1,100 @@
+"""``frcnn train``: generate the run's nets, build the roidb, train with snapshots."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from frcnn import config
+from frcnn.app.runs import install_cfg, merged_cfg, prepare_out_dir, write_run_info
+
+
+@dataclass
+class TrainRequest:
+    net: str                                   # a variant name, e.g. squeezenet/faster_rcnn_end2end
+    dataset: str                               # a registered name or a VOC-format folder
+    iters: int
+    out: str
+    root: str | None = None                    # folder of a registered dataset
+    weights: str | None = None
+    resume: str | None = None
+    cfg_file: str | None = None
+    set_pairs: Sequence[str] = ()
+    base_lr: float | None = None
+    stepsize: int | None = None                # default: 3/4 of iters
+    iter_size: int | None = None
+    ratios: Sequence[float] | None = None
+    scales: Sequence[float] | None = None
+    snapshot_iters: int | None = None          # default: cfg TRAIN.SNAPSHOT_ITERS
+    display: int = 20
+    force: bool = False
+    skip_bad: bool = False
+    extra_meta: dict = field(default_factory=dict)
+
+
+def run_train(req: TrainRequest) -> str:
+    """Train; return the final snapshot's path."""
+    from frcnn.data.datasets import get_dataset
+    from frcnn.data.roidb import training_roidb
+    from frcnn.nets import generate, variants
+    from frcnn.train import Trainer, TrainOptions
+
+    if req.iters < 1:
+        raise ValueError(f"--iters must be >= 1, got {req.iters}")
+    out = prepare_out_dir(req.out, req.force, resume=bool(req.resume))
+    variant = variants.preset(req.net)
+    dataset = get_dataset(req.dataset, root=req.root)
+    changes = {"num_classes": dataset.num_classes, "max_iter": req.iters,
+               "stepsize": req.stepsize or max(1, int(req.iters * 0.75)),
+               "display": req.display}
+    for key in ("base_lr", "iter_size", "ratios", "scales"):
+        value = getattr(req, key)
+        if value is not None:
+            changes[key] = tuple(value) if key in ("ratios", "scales") else value
+    variant = variant.replace(**changes)
+
+    # cfg: defaults <- the variant's own file <- --cfg <- --set; the image scale of the
+    # generated nets then follows the cfg
+    net_dir = out / "net"
+    generate.write(variant, net_dir, net_dir=str(net_dir))
+    c = merged_cfg([net_dir / "config.yml"], req.cfg_file, req.set_pairs)
+    variant = variant.replace(scale=int(c.TRAIN.SCALES[0]), max_size=int(c.TRAIN.MAX_SIZE))
+    generate.write(variant, net_dir, net_dir=str(net_dir))  # the same cfg, its scale
+    install_cfg(c)
+    config.write_cfg(str(out / "cfg.yml"), c)
+
+    print(f"[train] {variant.summary()}", flush=True)
+    print(f"[train] dataset {dataset.name} ({dataset.root}, split {dataset.split}), classes "
+          f"{list(dataset.classes[1:])}", flush=True)
+    records = dataset.load(skip_bad=req.skip_bad)
+    roidb = training_roidb(records, dataset.num_classes, flip=bool(c.TRAIN.USE_FLIPPED))
+    write_run_info(out, {"net": req.net, "variant": variant.summary(),
+                         "dataset": dataset.name, "dataset_root": str(dataset.root),
+                         "classes": list(dataset.classes), "iters": req.iters,
+                         "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+    meta = {"classes": list(dataset.classes), "net": req.net,
+            "test_net": os.path.relpath(net_dir / "test.prototxt", out),
+            "cfg_file": "cfg.yml", **req.extra_meta}
+    options = TrainOptions(
+        solver=str(net_dir / "solver.prototxt"), output_dir=str(out), max_iters=req.iters,
+        weights=req.weights, resume=req.resume,
+        snapshot_iters=req.snapshot_iters if req.snapshot_iters is not None
+        else int(c.TRAIN.SNAPSHOT_ITERS),
+        display=req.display, prefix=variant.snapshot_prefix, seed=int(c.RNG_SEED),
+        fold_bbox=bool(c.TRAIN.BBOX_NORMALIZE_TARGETS),
+        means=tuple(c.TRAIN.BBOX_NORMALIZE_MEANS), stds=tuple(c.TRAIN.BBOX_NORMALIZE_STDS),
+        extra_meta=meta)
+    # the solver's state snapshots go under state/
+    _set_state_prefix(Path(options.solver), out / "state" / variant.snapshot_prefix)
+    start = time.time()
+    model = Trainer(options, roidb).train()
+    print(f"[train] done in {time.time() - start:.0f}s: {model}", flush=True)
+    return model
+
+
+def _set_state_prefix(solver: Path, prefix: Path) -> None:
+    from frcnn.train import write_solver
+
+    write_solver(str(solver), solver, {"snapshot_prefix": str(prefix)})

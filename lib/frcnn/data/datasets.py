@@ -1,0 +1,141 @@
+"""Datasets by name or by path.
+
+Names (``list_datasets()`` lists the registered ones):
+
+  synth_train, synth_test, synth_trainval
+      the synthetic dataset (``frcnn data synth``); root default ``data/synth``
+  voc_<year>_<split>   year 2007 or 2012, split train, val, trainval or test
+      PASCAL VOC; root default ``data/VOCdevkit<year>``: either a devkit holding
+      ``VOC<year>/`` (py-faster-rcnn's layout) or the ``VOC<year>`` folder itself
+  a path
+      any VOC-format folder; the split defaults to trainval
+
+``register_dataset(name, factory)`` adds a name; ``factory(root or None)`` returns the
+``Dataset``.  Relative roots are taken from the current directory.  The class list of a
+folder is the given one, else its ``classes.txt``, else the 20 VOC classes.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from frcnn.data.roidb import training_roidb
+from frcnn.data.voc import check_class_names, folder_classes, load_voc, read_class_file
+
+SYNTH_ROOT = "data/synth"
+DEFAULT_SPLIT = "trainval"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A split of a VOC-format folder, with its class list (``__background__`` first)."""
+
+    name: str
+    root: Path
+    split: str
+    classes: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def load(self, skip_bad: bool = False, log=print) -> list[dict]:
+        """Every image record of the split (``frcnn.data.voc.load_voc``)."""
+        return load_voc(self.root, self.split, self.classes, skip_bad=skip_bad, log=log)
+
+    def training_roidb(self, flip: bool, use_difficult: bool = False, skip_bad: bool = False,
+                       log=print) -> list[dict]:
+        """The roidb to train on (``frcnn.data.roidb.training_roidb`` of ``load()``)."""
+        return training_roidb(self.load(skip_bad, log), self.num_classes, flip,
+                              use_difficult, log)
+
+
+def _absolute(path: str | os.PathLike) -> Path:
+    return Path(path).expanduser().absolute()
+
+
+def _synth(split: str) -> Callable[[str | None], Dataset]:
+    def make(root: str | None) -> Dataset:
+        folder = _absolute(root or SYNTH_ROOT)
+        if not (folder / "Annotations").is_dir():
+            raise FileNotFoundError(f"dataset synth_{split}: no synthetic dataset at {folder} "
+                                    f"(write one with `frcnn data synth --out {folder}`)")
+        return Dataset(f"synth_{split}", folder, split, folder_classes(folder))
+    return make
+
+
+def _voc(year: str, split: str) -> Callable[[str | None], Dataset]:
+    def make(root: str | None) -> Dataset:
+        base = _absolute(root or f"data/VOCdevkit{year}")
+        folder = base / f"VOC{year}" if (base / f"VOC{year}").is_dir() else base
+        if not (folder / "Annotations").is_dir():
+            raise FileNotFoundError(
+                f"dataset voc_{year}_{split}: no VOC{year} folder under {base} (expected "
+                f"{base / f'VOC{year}' / 'Annotations'} or {base / 'Annotations'}); give the "
+                f"root of the devkit")
+        return Dataset(f"voc_{year}_{split}", folder, split, folder_classes(folder))
+    return make
+
+
+_REGISTRY: dict[str, Callable[[str | None], Dataset]] = {}
+
+
+def register_dataset(name: str, factory: Callable[[str | None], Dataset]) -> None:
+    """Add (or replace) a dataset name; ``factory(root or None)`` makes the Dataset."""
+    _REGISTRY[name] = factory
+
+
+for _split in ("train", "test", "trainval"):
+    register_dataset(f"synth_{_split}", _synth(_split))
+for _year in ("2007", "2012"):
+    for _split in ("train", "val", "trainval", "test"):
+        register_dataset(f"voc_{_year}_{_split}", _voc(_year, _split))
+
+
+def list_datasets() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def parse_classes(text: str) -> tuple[str, ...] | None:
+    """A class-list option: '' -> None (the folder's default), an existing file -> its
+    names, else comma-separated names."""
+    if not text.strip():
+        return None
+    if Path(text).expanduser().is_file():
+        return read_class_file(Path(text).expanduser())
+    return check_class_names([n for n in text.split(",") if n.strip()])
+
+
+def get_dataset(name: str, root: str | None = None, split: str | None = None,
+                classes: Sequence[str] | None = None) -> Dataset:
+    """The dataset called ``name`` (a registered name or a folder path).
+
+    Args:
+        root: the folder of a registered name (default: the name's own; an error with a
+            path name).
+        split: only for a path name (default trainval); a registered name fixes its split.
+        classes: class names (without background) overriding the folder's list.
+    """
+    if not name:
+        raise ValueError("no dataset name given")
+    if name in _REGISTRY:
+        dataset = _REGISTRY[name](root or None)
+        if split and split != dataset.split:
+            raise ValueError(f"dataset {name} is split '{dataset.split}'; a split "
+                             f"('{split}') is only for a dataset given by path")
+    elif os.sep in name or "/" in name or Path(name).expanduser().is_dir():
+        if root:
+            raise ValueError(f"dataset {name!r} is a path; 'root' is only for a named dataset")
+        folder = _absolute(name)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"dataset folder not found: {folder}")
+        dataset = Dataset(str(folder), folder, split or DEFAULT_SPLIT, folder_classes(folder))
+    else:
+        raise ValueError(f"unknown dataset {name!r}: use one of {', '.join(list_datasets())} "
+                         f"or the path of a VOC-format folder")
+    if classes is not None:
+        dataset = Dataset(dataset.name, dataset.root, dataset.split,
+                          folder_classes(dataset.root, classes))
+    return dataset
