@@ -24,12 +24,13 @@ from frcnn.app.training import TrainRequest, run_train
 class DemoRecipe:
     iters: int = 1200
     base_lr: float = 0.001
+    roi_batch: int = 64           # RoIs per image (the OHEM net mines this many instead)
     scales: tuple[float, ...] = (1.5, 3, 6)
     cfg: tuple[str, ...] = (
         "TRAIN.SCALES", "(240,)", "TRAIN.MAX_SIZE", "320",
         "TEST.SCALES", "(240,)", "TEST.MAX_SIZE", "320",
         "TRAIN.RPN_PRE_NMS_TOP_N", "3000", "TRAIN.RPN_POST_NMS_TOP_N", "300",
-        "TRAIN.BATCH_SIZE", "64", "TRAIN.OHEM_BATCH_SIZE", "64",
+        "TRAIN.OHEM_BATCH_SIZE", "64",
         "TEST.RPN_PRE_NMS_TOP_N", "3000", "TEST.RPN_POST_NMS_TOP_N", "100",
     )
 
@@ -54,7 +55,8 @@ def run_demo(out: str = "output/demo", iters: int | None = None, ohem: bool = Fa
     print(f"[demo] 2/4 train {net}", flush=True)
     model = run_train(TrainRequest(
         net=net, dataset="synth_train", root=str(data), iters=iters or DEMO.iters, out=str(root / "train"),
-        set_pairs=DEMO.cfg + ("TRAIN.USE_FLIPPED", "True"), base_lr=DEMO.base_lr,
+        set_pairs=DEMO.cfg + (() if ohem else ("TRAIN.BATCH_SIZE", str(DEMO.roi_batch))),
+        base_lr=DEMO.base_lr,
         scales=DEMO.scales, iter_size=1, snapshot_iters=0, display=50, force=True,
         extra_meta={"demo": True}))
     print("[demo] 3/4 evaluate on the test split", flush=True)

@@ -63,6 +63,10 @@ def run_train(req: TrainRequest) -> str:
     variant = variant.replace(scale=int(c.TRAIN.SCALES[0]), max_size=int(c.TRAIN.MAX_SIZE))
     generate.write(variant, net_dir, net_dir=str(net_dir))  # the same cfg, its scale
     install_cfg(c)
+    if variant.ohem and c.TRAIN.BATCH_SIZE != -1:
+        print(f"[train] warning: an OHEM net with TRAIN.BATCH_SIZE {c.TRAIN.BATCH_SIZE}: "
+              f"ProposalTargetLayer samples before the hard RoIs are mined (the usual "
+              f"setting is -1, every RoI)", flush=True)
     config.write_cfg(str(out / "cfg.yml"), c)
 
     print(f"[train] {variant.summary()}", flush=True)
