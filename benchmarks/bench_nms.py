@@ -19,20 +19,14 @@ in [16, 300], clipped to the image; scores uniform in [0, 1); float32.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from typing import Callable
 
 import numpy as np
 
-try:
-    import frcnn  # noqa: F401
-except ImportError:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-
-from frcnn import boxes as fboxes  # noqa: E402
-from frcnn import nms as fnms  # noqa: E402
+from frcnn import boxes as fboxes
+from frcnn import nms as fnms
 
 IMAGE_W, IMAGE_H = 1000, 600
 

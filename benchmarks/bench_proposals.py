@@ -40,10 +40,6 @@ from typing import Callable
 import numpy as np
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-try:
-    import frcnn  # noqa: F401
-except ImportError:  # run from a checkout without `pip install -e .`
-    sys.path[:0] = [os.path.join(ROOT, "lib"), os.path.join(ROOT, "layers")]
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 from frcnn.anchors import generate_anchors, shifted_anchors  # noqa: E402

@@ -40,3 +40,16 @@ def run_python(code: str, env: dict | None = None, cwd: str | None = None,
     full_env.update(env or {})
     return subprocess.run([sys.executable, *args, "-c", textwrap.dedent(code)],
                           capture_output=True, text=True, env=full_env, cwd=cwd, timeout=300)
+
+
+@pytest.fixture
+def cfg():
+    """The global frcnn cfg, restored after the test (layers read it at setup)."""
+    import copy
+
+    from frcnn import config
+
+    saved = copy.deepcopy(config.cfg)
+    yield config.cfg
+    config.cfg.clear()
+    config.cfg.update(saved)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 import caffe
-from frcnn.anchors import generate_anchors, shifted_anchors
+from frcnn.anchors import AnchorGrid
 from frcnn.caffe_layer import check_bottoms, check_tops, layer_params, reports_errors
 from frcnn.config import cfg
 from frcnn.rpn_setup import anchor_target_params
@@ -28,12 +28,10 @@ class AnchorTargetLayer(caffe.Layer):
         check_tops(self, top, (4,), "rpn_labels, rpn_bbox_targets, rpn_bbox_inside_weights, "
                                     "rpn_bbox_outside_weights")
         params = layer_params(self)
-        self._feat_stride = params["feat_stride"]
-        self._base_anchors = generate_anchors(ratios=params["ratios"], scales=params["scales"])
-        self._num_anchors = len(self._base_anchors)
+        self._grid = AnchorGrid(params["ratios"], params["scales"], params["feat_stride"])
+        self._num_anchors = self._grid.num_anchors
         self._params = anchor_target_params(cfg, params["allowed_border"])
         self._rng = np.random.default_rng(cfg.RNG_SEED)
-        self._anchor_cache: dict[tuple[int, int], np.ndarray] = {}
         self._check_score_blob(bottom[0].data.shape)
         a = self._num_anchors
         height, width = bottom[0].data.shape[-2:]
@@ -50,19 +48,12 @@ class AnchorTargetLayer(caffe.Layer):
                              f"ratios x scales give A = {self._num_anchors} anchors "
                              f"(2A = {2 * self._num_anchors})")
 
-    def _anchors(self, height: int, width: int) -> np.ndarray:
-        key = (height, width)
-        if key not in self._anchor_cache:
-            self._anchor_cache[key] = shifted_anchors(self._base_anchors, height, width,
-                                                    self._feat_stride)
-        return self._anchor_cache[key]
-
     @reports_errors
     def forward(self, bottom, top):
         self._check_score_blob(bottom[0].data.shape)
         height, width = bottom[0].data.shape[-2:]
         im_info = np.asarray(bottom[2].data).reshape(-1)
-        t = anchor_targets(self._anchors(height, width), bottom[1].data, im_info[0],
+        t = anchor_targets(self._grid.anchors(height, width), bottom[1].data, im_info[0],
                            im_info[1], self._params, self._rng)
         a = self._num_anchors
         labels = t.labels.reshape(1, height, width, a).transpose(0, 3, 1, 2)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 import caffe
-from frcnn.anchors import generate_anchors, shifted_anchors
+from frcnn.anchors import AnchorGrid
 from frcnn.caffe_layer import check_bottoms, check_tops, layer_params, phase_key, reports_errors
 from frcnn.config import cfg
 from frcnn.proposals import proposals_from_rpn
@@ -27,13 +27,11 @@ class ProposalLayer(caffe.Layer):
         check_bottoms(self, bottom, (3,), "rpn_cls_prob_reshape, rpn_bbox_pred, im_info")
         check_tops(self, top, (1, 2), "rois[, scores]")
         params = layer_params(self)
-        self._feat_stride = params["feat_stride"]
-        self._base_anchors = generate_anchors(ratios=params["ratios"], scales=params["scales"])
-        self._num_anchors = len(self._base_anchors)
+        self._grid = AnchorGrid(params["ratios"], params["scales"], params["feat_stride"])
+        self._num_anchors = self._grid.num_anchors
         self._phase = phase_key(self)
         self._params = proposal_params(cfg, self._phase)
         self._device_id = cfg.GPU_ID if cfg.USE_GPU_NMS else None
-        self._anchor_cache: dict[tuple[int, int], np.ndarray] = {}
         self._check_blobs(bottom)
         top[0].reshape(1, 5)
         if len(top) > 1:
@@ -52,13 +50,6 @@ class ProposalLayer(caffe.Layer):
             raise ValueError(f"rpn_bbox_pred must be (1, 4A={4 * a}, H, W) matching the scores "
                              f"{tuple(probs)}, got {tuple(deltas)}")
 
-    def _anchors(self, height: int, width: int) -> np.ndarray:
-        key = (height, width)
-        if key not in self._anchor_cache:
-            self._anchor_cache[key] = shifted_anchors(self._base_anchors, height, width,
-                                                    self._feat_stride)
-        return self._anchor_cache[key]
-
     @reports_errors
     def forward(self, bottom, top):
         self._check_blobs(bottom)
@@ -66,7 +57,7 @@ class ProposalLayer(caffe.Layer):
         probs = bottom[0].data
         height, width = probs.shape[-2:]
         boxes, scores = proposals_from_rpn(probs[:, a:, :, :], bottom[1].data,
-                                           self._anchors(height, width),
+                                           self._grid.anchors(height, width),
                                            np.asarray(bottom[2].data).reshape(-1), self._params,
                                            device_id=self._device_id)
         top[0].reshape(len(boxes), 5)

@@ -122,3 +122,28 @@ def shifted_anchors(anchors: Any, height: int, width: int, feat_stride: float = 
     shifts[:, :, 3] = shift_y[:, None]
     out = shifts.reshape(-1, 1, 4) + arr.astype(np.float64, copy=False)[None, :, :]
     return out.reshape(-1, 4).astype(dtype, copy=False)
+
+
+class AnchorGrid:
+    """The anchors of one RPN: A reference anchors (ratios x scales) and, per feature-map size,
+    their (H * W * A, 4) shifted copies (computed once per size, then cached).
+
+    What AnchorTargetLayer and ProposalLayer share, so both enumerate anchors identically.
+    """
+
+    def __init__(self, ratios: Sequence[float], scales: Sequence[float], feat_stride: float = 16):
+        self.base = generate_anchors(ratios=ratios, scales=scales)
+        self.feat_stride = feat_stride
+        self._cache: dict[tuple[int, int], np.ndarray] = {}
+
+    @property
+    def num_anchors(self) -> int:
+        """A."""
+        return len(self.base)
+
+    def anchors(self, height: int, width: int) -> np.ndarray:
+        """(height * width * A, 4) anchors of a height x width map, in anchor order."""
+        key = (int(height), int(width))
+        if key not in self._cache:
+            self._cache[key] = shifted_anchors(self.base, key[0], key[1], self.feat_stride)
+        return self._cache[key]

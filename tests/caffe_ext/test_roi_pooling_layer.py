@@ -114,8 +114,6 @@ def test_forward_at_scale_one_with_several_images(make_net):
 
 def test_zero_rois(make_net):
     features = np.ones((1, 2, 4, 4), np.float32)
-    rois = np.zeros((0, 5), np.float32)
-    n, c, h, w = features.shape
     net = make_net(NET.format(n=1, c=2, h=4, w=4, r=1, ph=2, pw=2, scale=1.0))
     net.blobs["rois"].reshape(0, 5)
     net.blobs["features"].data[...] = features

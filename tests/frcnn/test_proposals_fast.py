@@ -2,13 +2,12 @@
 returns exactly what the straightforward pipeline returns: same rois, same order."""
 from __future__ import annotations
 
-import copy
 import warnings
 
 import numpy as np
 import pytest
 
-from frcnn import config, proposals
+from frcnn import proposals
 from frcnn.anchors import generate_anchors, shifted_anchors
 from frcnn.nms import NMSBackendWarning
 from frcnn.proposals import ProposalParams, proposals_from_rpn
@@ -198,13 +197,6 @@ def test_float64_blobs():
     _assert_same(scores.astype(np.float64), deltas.astype(np.float64), anchors, im_info,
                  ProposalParams(pre_nms_top_n=700, post_nms_top_n=120, nms_thresh=0.7))
 
-
-@pytest.fixture
-def cfg():
-    saved = copy.deepcopy(config.cfg)
-    yield config.cfg
-    config.cfg.clear()
-    config.cfg.update(saved)
 
 
 @pytest.mark.parametrize("phase", ["TEST", "TRAIN"])

@@ -2,7 +2,6 @@
 set_roidb from Python, and its errors."""
 from __future__ import annotations
 
-import copy
 import os
 import re
 import subprocess
@@ -32,14 +31,6 @@ def synth(tmp_path_factory) -> Path:
     write_synth_dataset(out, TINY, log=None)
     return out
 
-
-@pytest.fixture
-def cfg():
-    """The global cfg, restored after the test."""
-    saved = copy.deepcopy(config.cfg)
-    yield config.cfg
-    config.cfg.clear()
-    config.cfg.update(saved)
 
 
 def _layer(param_str: str):

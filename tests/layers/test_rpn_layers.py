@@ -1,12 +1,9 @@
 """The RPN and RoI-target Python layers: numpy blobs without a net, and inside real nets."""
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytest
 
-from frcnn import config
 from frcnn.testing import NumpyBlob, make_layer
 from rpn.anchor_target_layer import AnchorTargetLayer
 from rpn.proposal_layer import ProposalLayer
@@ -16,14 +13,6 @@ from tests.conftest import run_python
 GT = np.array([[20, 30, 90, 100, 1], [100, 40, 150, 120, 3]], np.float32)
 IM_INFO = np.array([[128, 160, 1.0]], np.float32)
 
-
-@pytest.fixture
-def cfg():
-    """The global cfg, restored after the test."""
-    saved = copy.deepcopy(config.cfg)
-    yield config.cfg
-    config.cfg.clear()
-    config.cfg.update(saved)
 
 
 # ----------------------------------------------------------------- numpy blobs, no net
