@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything squeezenet-frcnn needs, then run the main job.
 #
-#   ./install.sh            install (idempotent; a second run takes seconds) and run the main job
+#   ./install.sh            install (idempotent; a second run takes seconds) and run the main
+#                           job (frcnn demo: about 10 minutes on 2 cores)
 #   ./install.sh --no-job   install only
 #
 # Steps: Debian packages (only those missing), a virtual environment in .venv (or
@@ -93,6 +94,6 @@ fi
 echo "installed in $((SECONDS - T0))s"
 
 if ((RUN_JOB)); then
-  step "Main job"
-  "$VENV/bin/frcnn" smoke --out "$ROOT/output/smoke"
+  step "Main job: synthetic dataset -> train SqueezeNet Faster R-CNN -> evaluate -> detect"
+  "$VENV/bin/frcnn" demo --out "$ROOT/output/demo"
 fi
