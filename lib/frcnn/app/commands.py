@@ -45,6 +45,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--base-lr", type=float)
     p.add_argument("--stepsize", type=int, help="lr step (default 3/4 of --iters)")
     p.add_argument("--iter-size", type=int)
+    p.add_argument("--clip-gradients", type=float, help="cap on the gradient's L2 norm")
     p.add_argument("--ratios", type=_floats)
     p.add_argument("--scales", type=_floats)
     p.add_argument("--snapshot-iters", type=int)
@@ -96,7 +97,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         net=args.net, dataset=args.dataset, root=args.root, iters=args.iters, out=args.out,
         weights=args.weights, resume=args.resume, cfg_file=args.cfg_file,
         set_pairs=_set_pairs(args), base_lr=args.base_lr, stepsize=args.stepsize,
-        iter_size=args.iter_size, ratios=args.ratios, scales=args.scales,
+        iter_size=args.iter_size, clip_gradients=args.clip_gradients, ratios=args.ratios,
+        scales=args.scales,
         snapshot_iters=args.snapshot_iters, display=args.display, force=args.force,
         skip_bad=args.skip_bad))
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 from frcnn import config
@@ -25,6 +24,7 @@ class TrainRequest:
     base_lr: float | None = None
     stepsize: int | None = None                # default: 3/4 of iters
     iter_size: int | None = None
+    clip_gradients: float | None = None        # solver clip_gradients (L2 norm cap)
     ratios: Sequence[float] | None = None
     scales: Sequence[float] | None = None
     snapshot_iters: int | None = None          # default: cfg TRAIN.SNAPSHOT_ITERS
@@ -39,7 +39,7 @@ def run_train(req: TrainRequest) -> str:
     from frcnn.data.datasets import get_dataset
     from frcnn.data.roidb import training_roidb
     from frcnn.nets import generate, variants
-    from frcnn.train import Trainer, TrainOptions
+    from frcnn.train import Trainer, TrainOptions, write_solver
 
     if req.iters < 1:
         raise ValueError(f"--iters must be >= 1, got {req.iters}")
@@ -91,14 +91,12 @@ def run_train(req: TrainRequest) -> str:
         means=tuple(c.TRAIN.BBOX_NORMALIZE_MEANS), stds=tuple(c.TRAIN.BBOX_NORMALIZE_STDS),
         extra_meta=meta)
     # the solver's state snapshots go under state/
-    _set_state_prefix(Path(options.solver), out / "state" / variant.snapshot_prefix)
+    overrides: dict = {"snapshot_prefix": str(out / "state" / variant.snapshot_prefix)}
+    if req.clip_gradients:
+        overrides["clip_gradients"] = float(req.clip_gradients)
+    write_solver(options.solver, options.solver, overrides)
     start = time.time()
     model = Trainer(options, roidb).train()
     print(f"[train] done in {time.time() - start:.0f}s: {model}", flush=True)
     return model
 
-
-def _set_state_prefix(solver: Path, prefix: Path) -> None:
-    from frcnn.train import write_solver
-
-    write_solver(str(solver), solver, {"snapshot_prefix": str(prefix)})
