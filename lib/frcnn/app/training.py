@@ -74,10 +74,10 @@ def run_train(req: TrainRequest) -> str:
           f"{list(dataset.classes[1:])}", flush=True)
     records = dataset.load(skip_bad=req.skip_bad)
     roidb = training_roidb(records, dataset.num_classes, flip=bool(c.TRAIN.USE_FLIPPED))
-    write_run_info(out, {"net": req.net, "variant": variant.summary(),
-                         "dataset": dataset.name, "dataset_root": str(dataset.root),
-                         "classes": list(dataset.classes), "iters": req.iters,
-                         "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+    info = {"net": req.net, "variant": variant.summary(), "dataset": dataset.name,
+            "dataset_root": str(dataset.root), "classes": list(dataset.classes),
+            "iters": req.iters, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    write_run_info(out, info)
     meta = {"classes": list(dataset.classes), "net": req.net,
             "test_net": os.path.relpath(net_dir / "test.prototxt", out),
             "cfg_file": "cfg.yml", **req.extra_meta}
@@ -95,8 +95,14 @@ def run_train(req: TrainRequest) -> str:
     if req.clip_gradients:
         overrides["clip_gradients"] = float(req.clip_gradients)
     write_solver(options.solver, options.solver, overrides)
+    trainer = Trainer(options, roidb)
+    first_iter = trainer.solver.iter
     start = time.time()
-    model = Trainer(options, roidb).train()
-    print(f"[train] done in {time.time() - start:.0f}s: {model}", flush=True)
+    model = trainer.train()
+    seconds = time.time() - start
+    info.update(model=model, train_seconds=round(seconds, 1), seconds_per_iter=round(
+        seconds / max(trainer.solver.iter - first_iter, 1), 4))
+    write_run_info(out, info)
+    print(f"[train] done in {seconds:.0f}s: {model}", flush=True)
     return model
 
