@@ -15,7 +15,12 @@ import importlib
 import sys
 
 # Modules that add subcommands; see the module docstring.
-COMMAND_MODULES: tuple[str, ...] = ("frcnn.nets.commands", "frcnn.data.commands", "frcnn.app.commands")
+COMMAND_MODULES: tuple[str, ...] = (
+    "frcnn.nets.commands",
+    "frcnn.data.commands",
+    "frcnn.app.commands",
+    "frcnn.bench.commands",
+)
 
 REQUIRED_CAFFE_LAYERS = ("Python", "ROIPooling", "SmoothL1Loss")
 
