@@ -1,6 +1,7 @@
 """The project's Caffe build: the installed package, command and cache."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -45,3 +46,28 @@ def test_build_key_depends_on_layer_sources(tmp_path, monkeypatch):
     src = copy / "src/caffe/layers/roi_pooling_layer.cpp"
     src.write_text(src.read_text() + "\n// changed\n")
     assert build_caffe.build_key(abi) != key
+
+
+def _expected_coretype() -> str:
+    flags: set[str] = set()
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    if {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"} <= flags:
+        return "SkylakeX"
+    if {"avx2", "fma"} <= flags:
+        return "Haswell"
+    return "None"
+
+
+def test_openblas_kernels_follow_the_cpu_unless_the_user_chose():
+    code = "import os, caffe; print(os.environ.get('OPENBLAS_CORETYPE'))"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    auto = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert auto.stdout.strip() == _expected_coretype()
+    chosen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=dict(env, OPENBLAS_CORETYPE="Prescott"), timeout=60)
+    assert chosen.stdout.strip() == "Prescott"
