@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # Modules that add subcommands; see the module docstring.
@@ -62,6 +63,8 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="frcnn", description="SqueezeNet Faster R-CNN (with OHEM) for Caffe")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show Caffe's own INFO log lines (hidden by default)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -84,9 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not args.verbose:  # before Caffe's glog starts; warnings and errors still show
+        os.environ.setdefault("GLOG_minloglevel", "1")
     try:
         return args.func(args)
-    except (RuntimeError, ValueError, FileNotFoundError) as e:
+    except (RuntimeError, ValueError, OSError) as e:
         print(f"frcnn {args.command}: error: {e}", file=sys.stderr)
         return 1
 
