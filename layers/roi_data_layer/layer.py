@@ -1,4 +1,6 @@
-"""Data layers under py-faster-rcnn's module name ``roi_data_layer.layer``: RoIDataLayer.
+"""Data layers under py-faster-rcnn's module name ``roi_data_layer.layer``: RoIDataLayer,
+and OHEMDataLayer (defined in ``roi_data_layer.ohem_layer``, exposed here as the seed's
+prototxts name it).
 
 The module name is py-faster-rcnn's, so prototxts that say
 ``python_param { module: 'roi_data_layer.layer' layer: 'RoIDataLayer' }`` load unchanged.
