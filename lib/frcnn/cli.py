@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not args.verbose:  # before Caffe's glog starts; warnings and errors still show
+    if argv is None and not args.verbose:
+        # the command line, before Caffe's glog starts: warnings and errors still show
         os.environ.setdefault("GLOG_minloglevel", "1")
     try:
         return args.func(args)

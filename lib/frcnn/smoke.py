@@ -141,7 +141,7 @@ def run(out_dir: str | os.PathLike, iters: int = 60, seed: int = 3) -> tuple[flo
     cmd = [str(caffe_cmd if caffe_cmd.exists() else "caffe"), "train", f"--solver={solver_path}"]
     print(f"[smoke] {' '.join(cmd)}", flush=True)
     start = time.time()
-    env = dict(os.environ, GLOG_logtostderr="1")
+    env = dict(os.environ, GLOG_logtostderr="1", GLOG_minloglevel="0")  # losses are INFO lines
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     log = proc.stdout + proc.stderr
     (out / "caffe_train.log").write_text(log)

@@ -129,7 +129,7 @@ def test_caffe_train_with_a_dataset_in_param_str(tmp_path, synth):
     caffe_cmd = Path(sys.executable).with_name("caffe")
     proc = subprocess.run([str(caffe_cmd), "train", "--solver=solver.prototxt"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, GLOG_logtostderr="1"))
+                          env=dict(os.environ, GLOG_logtostderr="1", GLOG_minloglevel="0"))
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert "[roidb] 6 images + flipped ->" in log
