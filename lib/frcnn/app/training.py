@@ -43,9 +43,9 @@ def run_train(req: TrainRequest) -> str:
 
     if req.iters < 1:
         raise ValueError(f"--iters must be >= 1, got {req.iters}")
-    out = prepare_out_dir(req.out, req.force, resume=bool(req.resume))
     variant = variants.preset(req.net)
     dataset = get_dataset(req.dataset, root=req.root)
+    out = prepare_out_dir(req.out, req.force, resume=bool(req.resume))
     changes = {"num_classes": dataset.num_classes, "max_iter": req.iters,
                "stepsize": req.stepsize or max(1, int(req.iters * 0.75)),
                "display": req.display}
