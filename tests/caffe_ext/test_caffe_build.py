@@ -8,7 +8,18 @@ import sys
 from pathlib import Path
 
 import caffe
+import pytest
+
 from tests.conftest import ROOT
+
+
+def _build_caffe():
+    sys.path.insert(0, str(ROOT / "caffe_ext"))
+    try:
+        import build_caffe
+    finally:
+        sys.path.pop(0)
+    return build_caffe
 
 
 def test_required_layers_are_registered():
@@ -32,11 +43,7 @@ def test_second_build_uses_the_cache():
 
 
 def test_build_key_depends_on_layer_sources(tmp_path, monkeypatch):
-    sys.path.insert(0, str(ROOT / "caffe_ext"))
-    try:
-        import build_caffe
-    finally:
-        sys.path.pop(0)
+    build_caffe = _build_caffe()
     abi = build_caffe.python_abi()
     key = build_caffe.build_key(abi)
     copy = tmp_path / "caffe_ext"
@@ -71,3 +78,29 @@ def test_openblas_kernels_follow_the_cpu_unless_the_user_chose():
     chosen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env=dict(env, OPENBLAS_CORETYPE="Prescott"), timeout=60)
     assert chosen.stdout.strip() == "Prescott"
+
+
+def test_target_cpu_is_part_of_the_key_and_a_bad_one_is_named(monkeypatch):
+    build_caffe = _build_caffe()
+    abi = build_caffe.python_abi()
+    monkeypatch.setenv("FRCNN_CAFFE_ARCH", "generic")
+    generic = build_caffe.codegen()
+    monkeypatch.setenv("FRCNN_CAFFE_ARCH", "native")
+    native = build_caffe.codegen()
+    assert "-march" not in generic["cflags"] and "-march=native" in native["cflags"]
+    assert build_caffe.build_key({**abi, **generic}) != build_caffe.build_key({**abi, **native})
+    monkeypatch.setenv("FRCNN_CAFFE_ARCH", "no-such-cpu")
+    with pytest.raises(build_caffe.BuildError, match="FRCNN_CAFFE_ARCH='no-such-cpu'"):
+        build_caffe.codegen()
+
+
+def test_patches_apply_to_the_pinned_archive(tmp_path):
+    """Every patched file is rewritten from the archive's pristine text, and a second
+    preparation writes nothing (so make recompiles nothing)."""
+    build_caffe = _build_caffe()
+    archive = build_caffe.fetch_archive(build_caffe.cache_root() / "downloads")
+    written = build_caffe.apply_patches(archive, tmp_path)
+    assert sorted(written) == sorted(build_caffe.PATCHES)
+    for rel in written:
+        assert build_caffe.PROTO_MARK in (tmp_path / rel).read_text(), rel
+    assert build_caffe.apply_patches(archive, tmp_path) == []

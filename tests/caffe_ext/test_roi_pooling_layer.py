@@ -112,6 +112,28 @@ def test_forward_at_scale_one_with_several_images(make_net):
                                                expected.shape)[nonempty], atol=1e-2)
 
 
+def test_ties_go_to_the_first_maximum_in_row_major_order(make_net):
+    """Few distinct values and an odd channel count: forward values and the positions that
+    receive the gradient are those of the per-channel row-major scan."""
+    rng = np.random.default_rng(5)
+    features = rng.integers(-1, 2, size=(2, 37, 9, 11)).astype(np.float32)
+    rois = np.concatenate([SPECIAL_ROIS, _random_rois(rng, 30, 2, 144, 176)])
+    net = make_net(NET.format(n=2, c=37, h=9, w=11, r=len(rois), ph=3, pw=4, scale=1.0 / 16))
+    net.blobs["features"].data[...] = features
+    net.blobs["rois"].data[...] = rois
+    net.forward()
+    expected, argmax = roi_pool_reference(features, rois, 3, 4, 1.0 / 16)
+    np.testing.assert_array_equal(net.blobs["pooled"].data, expected)
+    diff = rng.standard_normal(expected.shape).astype(np.float32)
+    net.blobs["pooled"].diff[...] = diff
+    net.backward()
+    want = np.zeros(features.shape, np.float64)
+    for r, c, i in zip(*np.nonzero(argmax.reshape(len(rois), 37, -1) >= 0)):
+        want[int(rois[r, 0]), c].reshape(-1)[argmax[r, c].reshape(-1)[i]] += \
+            diff[r, c].reshape(-1)[i]
+    np.testing.assert_allclose(net.blobs["features"].diff, want, rtol=1e-5, atol=1e-5)
+
+
 def test_zero_rois(make_net):
     features = np.ones((1, 2, 4, 4), np.float32)
     net = make_net(NET.format(n=1, c=2, h=4, w=4, r=1, ph=2, pw=2, scale=1.0))

@@ -48,6 +48,76 @@ void ROIPoolingLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
   max_idx_.Reshape(num_rois, channels_, pooled_height_, pooled_width_);
 }
 
+namespace {
+
+// dst (map_size, channels) = src (channels, map_size), in cache-sized tiles.
+template <typename Dtype>
+void to_channels_last(const Dtype* src, int channels, int map_size, Dtype* dst) {
+  const int kTile = 32;
+  for (int c0 = 0; c0 < channels; c0 += kTile) {
+    const int c1 = std::min(c0 + kTile, channels);
+    for (int i0 = 0; i0 < map_size; i0 += kTile) {
+      const int i1 = std::min(i0 + kTile, map_size);
+      for (int c = c0; c < c1; ++c) {
+        const Dtype* s = src + c * map_size;
+        for (int i = i0; i < i1; ++i) {
+          dst[i * channels + c] = s[i];
+        }
+      }
+    }
+  }
+}
+
+// dst (channels, map_size) = src (map_size, channels), in cache-sized tiles.
+template <typename T>
+void to_channels_first(const T* src, int map_size, int channels, T* dst) {
+  const int kTile = 32;
+  for (int i0 = 0; i0 < map_size; i0 += kTile) {
+    const int i1 = std::min(i0 + kTile, map_size);
+    for (int c0 = 0; c0 < channels; c0 += kTile) {
+      const int c1 = std::min(c0 + kTile, channels);
+      for (int c = c0; c < c1; ++c) {
+        T* d = dst + static_cast<size_t>(c) * map_size;
+        for (int i = i0; i < i1; ++i) {
+          d[i] = src[static_cast<size_t>(i) * channels + c];
+        }
+      }
+    }
+  }
+}
+
+// For every channel at once: the maximum of a channels-last map over rows
+// [hstart, hend) x columns [wstart, wend), and the flat index (h * W + w) of the
+// first position (row-major) holding it; -FLT_MAX and -1 where no value beats
+// -FLT_MAX (e.g. all NaN), as the per-channel scan of caffe-fast-rcnn.  The
+// comparison is branch-free so the loop over channels vectorises (omp simd).
+template <typename Dtype>
+void max_over_bin(const Dtype* __restrict__ image, int channels, int width,
+                  int hstart, int hend, int wstart, int wend,
+                  Dtype* __restrict__ best, int* __restrict__ best_index) {
+  for (int c = 0; c < channels; ++c) {
+    best[c] = -FLT_MAX;
+    best_index[c] = -1;
+  }
+  for (int h = hstart; h < hend; ++h) {
+    for (int w = wstart; w < wend; ++w) {
+      const int index = h * width + w;
+      const Dtype* __restrict__ v = image + static_cast<size_t>(index) * channels;
+      #pragma omp simd
+      for (int c = 0; c < channels; ++c) {
+        const bool take = v[c] > best[c];
+        best[c] = take ? v[c] : best[c];
+        best_index[c] = take ? index : best_index[c];
+      }
+    }
+  }
+}
+
+}  // namespace
+
+// The features are copied channels-last once per forward, so each bin's maximum
+// is a vectorised scan over contiguous channels; outputs and argmax are those of
+// the per-channel scan (same order, strict '>'), only faster.
 template <typename Dtype>
 void ROIPoolingLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
       const vector<Blob<Dtype>*>& top) {
@@ -59,6 +129,19 @@ void ROIPoolingLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   const int out_size = pooled_height_ * pooled_width_;
   Dtype* top_data = top[0]->mutable_cpu_data();
   int* argmax_data = max_idx_.mutable_cpu_data();
+  if (num_rois == 0) {
+    return;
+  }
+
+  features_hwc_.resize(static_cast<size_t>(batch_size) * channels_ * map_size);
+  for (int b = 0; b < batch_size; ++b) {
+    to_channels_last(bottom_data + static_cast<size_t>(b) * channels_ * map_size,
+                     channels_, map_size,
+                     features_hwc_.data() + static_cast<size_t>(b) * channels_ * map_size);
+  }
+  // One roi's bins channels-last (out_size, C), transposed into the top at the end.
+  bin_max_.resize(static_cast<size_t>(out_size) * channels_);
+  bin_argmax_.resize(static_cast<size_t>(out_size) * channels_);
 
   for (int n = 0; n < num_rois; ++n) {
     const Dtype* roi = bottom_rois + n * 5;
@@ -78,10 +161,8 @@ void ROIPoolingLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
     const Dtype bin_size_w =
         static_cast<Dtype>(roi_width) / static_cast<Dtype>(pooled_width_);
 
-    const Dtype* batch_data = bottom_data + roi_batch_ind * channels_ * map_size;
-    Dtype* roi_top = top_data + n * channels_ * out_size;
-    int* roi_argmax = argmax_data + n * channels_ * out_size;
-
+    const Dtype* image = features_hwc_.data()
+        + static_cast<size_t>(roi_batch_ind) * channels_ * map_size;
     for (int ph = 0; ph < pooled_height_; ++ph) {
       int hstart = static_cast<int>(floor(ph * bin_size_h));
       int hend = static_cast<int>(ceil((ph + 1) * bin_size_h));
@@ -92,26 +173,22 @@ void ROIPoolingLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
         int wend = static_cast<int>(ceil((pw + 1) * bin_size_w));
         wstart = std::min(std::max(wstart + roi_start_w, 0), width_);
         wend = std::min(std::max(wend + roi_start_w, 0), width_);
-        const bool is_empty = (hend <= hstart) || (wend <= wstart);
-        const int pool_index = ph * pooled_width_ + pw;
-        for (int c = 0; c < channels_; ++c) {
-          const Dtype* map = batch_data + c * map_size;
-          Dtype best = is_empty ? Dtype(0) : -FLT_MAX;
-          int best_index = -1;
-          for (int h = hstart; h < hend; ++h) {
-            for (int w = wstart; w < wend; ++w) {
-              const int index = h * width_ + w;
-              if (map[index] > best) {
-                best = map[index];
-                best_index = index;
-              }
-            }
-          }
-          roi_top[c * out_size + pool_index] = best;
-          roi_argmax[c * out_size + pool_index] = best_index;
+        const size_t bin = static_cast<size_t>(ph * pooled_width_ + pw) * channels_;
+        Dtype* best = bin_max_.data() + bin;
+        int* best_index = bin_argmax_.data() + bin;
+        if ((hend <= hstart) || (wend <= wstart)) {  // empty bin: 0, no winner
+          std::fill(best, best + channels_, Dtype(0));
+          std::fill(best_index, best_index + channels_, -1);
+        } else {
+          max_over_bin(image, channels_, width_, hstart, hend, wstart, wend,
+                       best, best_index);
         }
       }
     }
+    to_channels_first(bin_max_.data(), out_size, channels_,
+                      top_data + static_cast<size_t>(n) * channels_ * out_size);
+    to_channels_first(bin_argmax_.data(), out_size, channels_,
+                      argmax_data + static_cast<size_t>(n) * channels_ * out_size);
   }
 }
 

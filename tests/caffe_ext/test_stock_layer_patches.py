@@ -1,0 +1,148 @@
+"""Caffe's own layers that the build speeds up (max pooling's scan, batched 1x1
+convolution), in a real caffe.Net against independent numpy references."""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+# ---------------------------------------------------------------------------------------
+# Max pooling
+
+
+def max_pool_reference(x: np.ndarray, kernel: int, stride: int, pad: int):
+    """Caffe's MAX pooling (ceil-mode output size, last window starting inside the image
+    when padded): (top, argmax flat h * W + w, first maximum in row-major order)."""
+    n, c, h, w = x.shape
+    ph_n = int(math.ceil((h + 2 * pad - kernel) / stride)) + 1
+    pw_n = int(math.ceil((w + 2 * pad - kernel) / stride)) + 1
+    if pad:
+        ph_n -= (ph_n - 1) * stride >= h + pad
+        pw_n -= (pw_n - 1) * stride >= w + pad
+    top = np.full((n, c, ph_n, pw_n), -np.finfo(np.float32).max, np.float32)
+    arg = -np.ones(top.shape, np.int64)
+    for ph in range(ph_n):
+        h0 = ph * stride - pad
+        h1, h0 = min(h0 + kernel, h), max(h0, 0)
+        for pw in range(pw_n):
+            w0 = pw * stride - pad
+            w1, w0 = min(w0 + kernel, w), max(w0, 0)
+            window = x[:, :, h0:h1, w0:w1].reshape(n, c, -1)
+            k = window.argmax(axis=2)
+            top[:, :, ph, pw] = np.take_along_axis(window, k[..., None], 2)[..., 0]
+            arg[:, :, ph, pw] = (h0 + k // (w1 - w0)) * w + w0 + k % (w1 - w0)
+    return top, arg
+
+
+POOL_NET = """
+force_backward: true
+layer {{ name: "x" type: "Input" top: "x" input_param {{ shape {{ dim: {n} dim: {c} dim: {h} dim: {w} }} }} }}
+layer {{ name: "pool" type: "Pooling" bottom: "x" top: "y" {mask_top}
+  pooling_param {{ pool: MAX kernel_size: {k} stride: {s} pad: {p} }} }}
+"""
+
+
+@pytest.mark.parametrize("kernel,stride,pad", [(3, 2, 0), (2, 2, 0), (3, 1, 1), (3, 2, 1),
+                                               (5, 3, 2), (1, 1, 0), (4, 3, 0)])
+@pytest.mark.parametrize("ties", [False, True])
+def test_max_pooling_matches_reference(make_net, kernel, stride, pad, ties):
+    rng = np.random.default_rng(kernel * 100 + stride * 10 + pad)
+    shape = (2, 3, 13, 18)
+    x = (rng.integers(-2, 3, size=shape) if ties else rng.standard_normal(shape))
+    x = x.astype(np.float32)
+    ref, ref_arg = max_pool_reference(x, kernel, stride, pad)
+    for mask_top in ("", 'top: "mask"'):
+        net = make_net(POOL_NET.format(n=2, c=3, h=13, w=18, k=kernel, s=stride, p=pad,
+                                       mask_top=mask_top))
+        net.blobs["x"].data[...] = x
+        net.forward()
+        assert net.blobs["y"].data.shape == ref.shape
+        np.testing.assert_array_equal(net.blobs["y"].data, ref)
+        if mask_top:
+            np.testing.assert_array_equal(net.blobs["mask"].data, ref_arg)
+        # backward sends each top diff to its window's first maximum
+        diff = rng.standard_normal(ref.shape).astype(np.float32)
+        net.blobs["y"].diff[...] = diff
+        net.backward()
+        expected = np.zeros(x.shape, np.float64)
+        for n, c in itertools.product(range(shape[0]), range(shape[1])):
+            np.add.at(expected[n, c].reshape(-1), ref_arg[n, c].reshape(-1),
+                      diff[n, c].reshape(-1))
+        np.testing.assert_allclose(net.blobs["x"].diff, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_max_pooling_skips_nan_as_caffe_does(make_net):
+    """A NaN never wins ('>' is false); an all-NaN window gives -FLT_MAX and mask -1."""
+    x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    x[0, 0, 0, 1] = np.nan
+    x[0, 0, 2:, 2:] = np.nan
+    net = make_net(POOL_NET.format(n=1, c=1, h=4, w=4, k=2, s=2, p=0, mask_top='top: "mask"'))
+    net.blobs["x"].data[...] = x
+    net.forward()
+    np.testing.assert_array_equal(net.blobs["y"].data[0, 0],
+                                  [[5, 7], [13, -np.finfo(np.float32).max]])
+    np.testing.assert_array_equal(net.blobs["mask"].data[0, 0], [[5, 7], [13, -1]])
+
+
+# ---------------------------------------------------------------------------------------
+# 1x1 convolution over a batch
+
+CONV_NET = """
+force_backward: true
+layer {{ name: "x" type: "Input" top: "x" input_param {{ shape {{ dim: {n} dim: {c} dim: {h} dim: {w} }} }} }}
+layer {{ name: "conv" type: "Convolution" bottom: "x" top: "y"
+  convolution_param {{ num_output: {m} kernel_size: 1 group: {g} bias_term: {bias}
+    weight_filler {{ type: "gaussian" std: 0.1 }} bias_filler {{ type: "gaussian" std: 1 }} }} }}
+"""
+
+
+def conv1x1_reference(x, weight, bias, groups):
+    """Forward of a grouped 1x1 convolution in float64: x (N, C, H, W), weight (M, C/g, 1, 1)."""
+    n, c, h, w = x.shape
+    m = weight.shape[0]
+    xs = x.reshape(n, groups, c // groups, h * w).astype(np.float64)
+    ws = weight.reshape(groups, m // groups, c // groups).astype(np.float64)
+    y = np.einsum("gmc,ngcs->ngms", ws, xs).reshape(n, m, h, w)
+    if bias is not None:
+        y += bias.reshape(1, m, 1, 1)
+    return y
+
+
+@pytest.mark.parametrize("n,c,hw,m,groups,bias", [
+    (300, 16, 7, 24, 1, True),   # many small maps: chunks of 83 items, the last one short
+    (5, 8, 3, 6, 1, False),
+    (1, 8, 7, 6, 1, True),       # a single item: Caffe's own path
+    (3, 4, 70, 5, 1, True),      # maps too large to chunk: Caffe's own path
+    (6, 8, 7, 6, 2, True),       # grouped: Caffe's own path
+])
+def test_conv1x1_forward_and_backward_match_reference(make_net, n, c, hw, m, groups, bias):
+    rng = np.random.default_rng(n + c + hw)
+    net = make_net(CONV_NET.format(n=n, c=c, h=hw, w=hw, m=m, g=groups,
+                                   bias="true" if bias else "false"))
+    x = rng.standard_normal((n, c, hw, hw)).astype(np.float32)
+    net.blobs["x"].data[...] = x
+    weight = net.params["conv"][0].data.copy()
+    b = net.params["conv"][1].data.copy() if bias else None
+    net.forward()
+    np.testing.assert_allclose(net.blobs["y"].data, conv1x1_reference(x, weight, b, groups),
+                               rtol=1e-4, atol=1e-4)
+
+    dy = rng.standard_normal(net.blobs["y"].data.shape).astype(np.float32)
+    net.blobs["y"].diff[...] = dy
+    for p in net.params["conv"]:
+        p.diff[...] = 1.0  # parameter diffs accumulate; the bottom diff is overwritten
+    net.blobs["x"].diff[...] = 7.0
+    net.backward()
+    k = c // groups
+    xs = x.reshape(n, groups, k, -1).astype(np.float64)
+    dys = dy.reshape(n, groups, m // groups, -1).astype(np.float64)
+    dw = np.einsum("ngms,ngcs->gmc", dys, xs).reshape(weight.shape)
+    np.testing.assert_allclose(net.params["conv"][0].diff, 1.0 + dw, rtol=1e-4, atol=1e-3)
+    if bias:
+        np.testing.assert_allclose(net.params["conv"][1].diff, 1.0 + dy.sum(axis=(0, 2, 3)),
+                                   rtol=1e-4, atol=1e-3)
+    ws = weight.reshape(groups, m // groups, k).astype(np.float64)
+    dx = np.einsum("gmc,ngms->ngcs", ws, dys).reshape(x.shape)
+    np.testing.assert_allclose(net.blobs["x"].diff, dx, rtol=1e-4, atol=1e-4)
