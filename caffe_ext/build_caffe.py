@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -398,6 +399,8 @@ def _patch_proto(text: str, rel: str) -> str:
     head, sep, tail = text.partition("message LayerParameter {")
     if not sep:
         raise BuildError(f"{rel}: no 'message LayerParameter' to extend")
+    tail = _replace_once(tail, DROPOUT_PROTO_OLD, DROPOUT_PROTO_NEW, rel,
+                         "DropoutParameter's dropout_ratio")
     return head + sep + "\n" + PROTO_FIELDS + tail + PROTO_MESSAGES
 
 
@@ -443,6 +446,58 @@ def _patch_conv_hpp(text: str, rel: str) -> str:
                          "where to declare the batched 1x1 path")
 
 
+# caffe-fast-rcnn's Dropout ``scale_train`` (DropoutParameter field 2, default true): with
+# ``scale_train: false`` kept units are not scaled up at train time and the test-time output
+# is multiplied by (1 - ratio) instead, as ZF's ImageNet model and every py-faster-rcnn ZF
+# model were trained.  scale_ becomes the train-time factor (1 / (1 - ratio) or 1); the
+# test-time copies (forward and backward, CPU and CUDA) are scaled by (1 - ratio) when off.
+DROPOUT_PROTO_OLD = "  optional float dropout_ratio = 1 [default = 0.5]; // dropout ratio\n"
+DROPOUT_PROTO_NEW = DROPOUT_PROTO_OLD + (
+    "  // squeezenet-frcnn (caffe-fast-rcnn): scale kept units by 1 / (1 - ratio) at train\n"
+    "  // time; when false, scale the output by (1 - ratio) at test time instead\n"
+    "  optional bool scale_train = 2 [default = true];\n")
+DROPOUT_HPP = "include/caffe/layers/dropout_layer.hpp"
+DROPOUT_CPP = "src/caffe/layers/dropout_layer.cpp"
+DROPOUT_CU = "src/caffe/layers/dropout_layer.cu"
+DROPOUT_HPP_ANCHOR = "  unsigned int uint_thres_;\n"
+DROPOUT_SETUP_OLD = "  scale_ = 1. / (1. - threshold_);\n"
+DROPOUT_SETUP_NEW = (
+    "  // squeezenet-frcnn: caffe-fast-rcnn's scale_train\n"
+    "  scale_train_ = this->layer_param_.dropout_param().scale_train();\n"
+    "  scale_ = scale_train_ ? 1. / (1. - threshold_) : 1.;\n")
+DROPOUT_TEST_COPIES = {  # the test-phase copy -> the copy, then the (1 - ratio) factor
+    DROPOUT_CPP: [("    caffe_copy(bottom[0]->count(), bottom_data, top_data);\n",
+                   "caffe_scal", "count", "top_data"),
+                  ("      caffe_copy(top[0]->count(), top_diff, bottom_diff);\n",
+                   "caffe_scal", "top[0]->count()", "bottom_diff")],
+    DROPOUT_CU: [("    caffe_copy(count, bottom_data, top_data);\n",
+                  "caffe_gpu_scal", "count", "top_data"),
+                 ("      caffe_copy(top[0]->count(), top_diff, bottom_diff);\n",
+                  "caffe_gpu_scal", "top[0]->count()", "bottom_diff")],
+}
+
+
+def _patch_dropout_source(rel: str):
+    def patch(text: str, rel: str = rel) -> str:
+        if rel == DROPOUT_CPP:
+            text = _replace_once(text, DROPOUT_SETUP_OLD, DROPOUT_SETUP_NEW, rel,
+                                 "Dropout's scale in LayerSetUp")
+        for copy, scal, count, data in DROPOUT_TEST_COPIES[rel]:
+            indent = copy[:len(copy) - len(copy.lstrip())]
+            text = _replace_once(
+                text, copy, copy + f"{indent}if (!scale_train_) {{  // squeezenet-frcnn\n"
+                f"{indent}  {scal}<Dtype>({count}, Dtype(1. - threshold_), {data});\n"
+                f"{indent}}}\n", rel, "Dropout's test-phase copy")
+        return text
+    return patch
+
+
+def _patch_dropout_hpp(text: str, rel: str) -> str:
+    return _replace_once(text, DROPOUT_HPP_ANCHOR, DROPOUT_HPP_ANCHOR +
+                         "  bool scale_train_;  // squeezenet-frcnn: caffe-fast-rcnn's scale_train\n",
+                         rel, "where to add Dropout's scale_train_")
+
+
 # Files of the archive that the build edits, each rewritten from the archive's own copy
 # on every preparation (so a changed patch never meets an already patched file).
 PATCHES = {
@@ -453,6 +508,9 @@ PATCHES = {
     POOLING_HPP: _patch_pooling_hpp,
     CONV_CPP: _patch_conv_cpp,
     CONV_HPP: _patch_conv_hpp,
+    DROPOUT_HPP: _patch_dropout_hpp,
+    DROPOUT_CPP: _patch_dropout_source(DROPOUT_CPP),
+    DROPOUT_CU: _patch_dropout_source(DROPOUT_CU),
 }
 
 
@@ -556,7 +614,10 @@ def run_make(tree: Path, jobs: int) -> None:
     log(f"build finished in {time.time() - start:.0f}s")
 
 
-def stage(tree: Path, dest: Path) -> None:
+BUILD_INFO = "_frcnn_build.json"  # in the caffe package: how it was built (frcnn info)
+
+
+def stage(tree: Path, dest: Path, info: dict) -> None:
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(tree / "python/caffe", tmp / "caffe",
@@ -568,6 +629,7 @@ def stage(tree: Path, dest: Path) -> None:
     release = tree / ".temp_release"  # the archive's Makefile fixes BUILD_DIR = temp
     shutil.copy2(release / "lib" / LIBCAFFE, tmp / "caffe" / LIBCAFFE)
     shutil.copy2(release / "tools" / "caffe.bin", tmp / "caffe" / "caffe.bin")
+    (tmp / "caffe" / BUILD_INFO).write_text(json.dumps(info, indent=1) + "\n")
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
 
@@ -618,7 +680,8 @@ def main(argv: list[str] | None = None) -> int:
         headers_changed = prepare_tree(archive, tree, abi)
         reset_objects(tree, abi, headers_changed)
         run_make(tree, args.jobs)
-        stage(tree, staged)
+        stage(tree, staged, {"key": key, "archive": f"{ARCHIVE_NAME}-{ARCHIVE_VERSION}",
+                             "cflags": abi["cflags"], "arch_env": ARCH_ENV})
         (staged / "DONE").write_text(key + "\n")
         prune_stages(root, staged)
     else:

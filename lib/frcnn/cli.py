@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
+from pathlib import Path
 
 # Modules that add subcommands; see the module docstring.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -41,6 +43,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
     layers = set(caffe.layer_type_list())
     missing = [name for name in REQUIRED_CAFFE_LAYERS if name not in layers]
     print(f"caffe {caffe.__version__} at {caffe.__file__}")
+    info = Path(caffe.__file__).with_name("_frcnn_build.json")
+    if info.exists():
+        build = json.loads(info.read_text())
+        print(f"caffe build: {build['archive']}, compiled with {build['cflags']} "
+              f"(set {build['arch_env']} to change), key {build['key']}")
     print("caffe layers: " + ", ".join(
         f"{name} {'yes' if name in layers else 'MISSING'}" for name in REQUIRED_CAFFE_LAYERS))
     return 1 if missing else 0

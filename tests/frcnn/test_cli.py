@@ -14,6 +14,7 @@ def test_info_reports_the_caffe_layers(capsys):
     assert cli.main(["info"]) == 0
     out = capsys.readouterr().out
     assert "ROIPooling yes" in out and "SmoothL1Loss yes" in out and "Python yes" in out
+    assert "caffe build: brocolli-caffe-9.0.2, compiled with" in out
 
 
 def test_smoke_job_trains_through_caffe(tmp_path):

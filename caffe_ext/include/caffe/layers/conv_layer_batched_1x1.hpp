@@ -62,6 +62,23 @@ void scatter(const Dtype* src, int first, int count, int rows, int spatial, Dtyp
   }
 }
 
+// The shapes of one layer's chunked GEMMs; prepare() sizes the two scratch matrices.
+struct Layout {
+  int chunk;     // items per GEMM
+  int channels;  // input channels
+  int outputs;   // num_output
+  int spatial;   // H * W of each item (the same in and out for a 1x1 convolution)
+};
+
+template <typename Dtype>
+Layout prepare(int chunk, int channels, int outputs, int bottom_dim, Blob<Dtype>* in,
+               Blob<Dtype>* out) {
+  const Layout l = {chunk, channels, outputs, bottom_dim / channels};
+  in->Reshape(1, 1, channels, chunk * l.spatial);
+  out->Reshape(1, 1, outputs, chunk * l.spatial);
+  return l;
+}
+
 }  // namespace batched_1x1
 
 template <typename Dtype>
@@ -77,12 +94,8 @@ int ConvolutionLayer<Dtype>::batched_1x1_chunk() const {
 template <typename Dtype>
 void ConvolutionLayer<Dtype>::Forward_cpu_batched_1x1(const vector<Blob<Dtype>*>& bottom,
       const vector<Blob<Dtype>*>& top) {
-  const int chunk = batched_1x1_chunk();
-  const int channels = this->channels_;
-  const int outputs = this->num_output_;
-  const int spatial = this->bottom_dim_ / channels;
-  batch_in_.Reshape(1, 1, channels, chunk * spatial);
-  batch_out_.Reshape(1, 1, outputs, chunk * spatial);
+  const batched_1x1::Layout l = batched_1x1::prepare(batched_1x1_chunk(), this->channels_,
+      this->num_output_, this->bottom_dim_, &batch_in_, &batch_out_);
   const Dtype* weight = this->blobs_[0]->cpu_data();
   Dtype* in = batch_in_.mutable_cpu_data();
   Dtype* out = batch_out_.mutable_cpu_data();
@@ -90,12 +103,12 @@ void ConvolutionLayer<Dtype>::Forward_cpu_batched_1x1(const vector<Blob<Dtype>*>
     const Dtype* bottom_data = bottom[i]->cpu_data();
     Dtype* top_data = top[i]->mutable_cpu_data();
     const Dtype* bias = this->bias_term_ ? this->blobs_[1]->cpu_data() : NULL;
-    for (int first = 0; first < this->num_; first += chunk) {
-      const int count = std::min(chunk, this->num_ - first);
-      batched_1x1::gather(bottom_data, first, count, channels, spatial, in);
-      caffe_cpu_gemm<Dtype>(CblasNoTrans, CblasNoTrans, outputs, count * spatial, channels,
+    for (int first = 0; first < this->num_; first += l.chunk) {
+      const int count = std::min(l.chunk, this->num_ - first);
+      batched_1x1::gather(bottom_data, first, count, l.channels, l.spatial, in);
+      caffe_cpu_gemm<Dtype>(CblasNoTrans, CblasNoTrans, l.outputs, count * l.spatial, l.channels,
           Dtype(1), weight, in, Dtype(0), out);
-      batched_1x1::scatter(out, first, count, outputs, spatial, top_data, bias);
+      batched_1x1::scatter(out, first, count, l.outputs, l.spatial, top_data, bias);
     }
   }
 }
@@ -103,12 +116,8 @@ void ConvolutionLayer<Dtype>::Forward_cpu_batched_1x1(const vector<Blob<Dtype>*>
 template <typename Dtype>
 void ConvolutionLayer<Dtype>::Backward_cpu_batched_1x1(const vector<Blob<Dtype>*>& top,
       const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom) {
-  const int chunk = batched_1x1_chunk();
-  const int channels = this->channels_;
-  const int outputs = this->num_output_;
-  const int spatial = this->bottom_dim_ / channels;
-  batch_in_.Reshape(1, 1, channels, chunk * spatial);
-  batch_out_.Reshape(1, 1, outputs, chunk * spatial);
+  const batched_1x1::Layout l = batched_1x1::prepare(batched_1x1_chunk(), this->channels_,
+      this->num_output_, this->bottom_dim_, &batch_in_, &batch_out_);
   const Dtype* weight = this->blobs_[0]->cpu_data();
   Dtype* weight_diff = this->blobs_[0]->mutable_cpu_diff();
   Dtype* in = batch_in_.mutable_cpu_data();
@@ -118,10 +127,10 @@ void ConvolutionLayer<Dtype>::Backward_cpu_batched_1x1(const vector<Blob<Dtype>*
     if (this->bias_term_ && this->param_propagate_down_[1]) {
       Dtype* bias_diff = this->blobs_[1]->mutable_cpu_diff();
       for (int n = 0; n < this->num_; ++n) {
-        for (int m = 0; m < outputs; ++m) {
-          const Dtype* row = top_diff + (static_cast<size_t>(n) * outputs + m) * spatial;
+        for (int m = 0; m < l.outputs; ++m) {
+          const Dtype* row = top_diff + (static_cast<size_t>(n) * l.outputs + m) * l.spatial;
           Dtype sum = 0;
-          for (int s = 0; s < spatial; ++s) {
+          for (int s = 0; s < l.spatial; ++s) {
             sum += row[s];
           }
           bias_diff[m] += sum;
@@ -133,18 +142,18 @@ void ConvolutionLayer<Dtype>::Backward_cpu_batched_1x1(const vector<Blob<Dtype>*
     }
     const Dtype* bottom_data = bottom[i]->cpu_data();
     Dtype* bottom_diff = propagate_down[i] ? bottom[i]->mutable_cpu_diff() : NULL;
-    for (int first = 0; first < this->num_; first += chunk) {
-      const int count = std::min(chunk, this->num_ - first);
-      batched_1x1::gather(top_diff, first, count, outputs, spatial, out);
+    for (int first = 0; first < this->num_; first += l.chunk) {
+      const int count = std::min(l.chunk, this->num_ - first);
+      batched_1x1::gather(top_diff, first, count, l.outputs, l.spatial, out);
       if (this->param_propagate_down_[0]) {  // weight_diff += top_diff * bottom^T
-        batched_1x1::gather(bottom_data, first, count, channels, spatial, in);
-        caffe_cpu_gemm<Dtype>(CblasNoTrans, CblasTrans, outputs, channels, count * spatial,
+        batched_1x1::gather(bottom_data, first, count, l.channels, l.spatial, in);
+        caffe_cpu_gemm<Dtype>(CblasNoTrans, CblasTrans, l.outputs, l.channels, count * l.spatial,
             Dtype(1), out, in, Dtype(1), weight_diff);
       }
       if (propagate_down[i]) {  // bottom_diff = weight^T * top_diff
-        caffe_cpu_gemm<Dtype>(CblasTrans, CblasNoTrans, channels, count * spatial, outputs,
+        caffe_cpu_gemm<Dtype>(CblasTrans, CblasNoTrans, l.channels, count * l.spatial, l.outputs,
             Dtype(1), weight, out, Dtype(0), in);
-        batched_1x1::scatter(in, first, count, channels, spatial, bottom_diff);
+        batched_1x1::scatter(in, first, count, l.channels, l.spatial, bottom_diff);
       }
     }
   }

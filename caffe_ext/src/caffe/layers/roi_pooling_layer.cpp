@@ -50,36 +50,18 @@ void ROIPoolingLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
 
 namespace {
 
-// dst (map_size, channels) = src (channels, map_size), in cache-sized tiles.
-template <typename Dtype>
-void to_channels_last(const Dtype* src, int channels, int map_size, Dtype* dst) {
-  const int kTile = 32;
-  for (int c0 = 0; c0 < channels; c0 += kTile) {
-    const int c1 = std::min(c0 + kTile, channels);
-    for (int i0 = 0; i0 < map_size; i0 += kTile) {
-      const int i1 = std::min(i0 + kTile, map_size);
-      for (int c = c0; c < c1; ++c) {
-        const Dtype* s = src + c * map_size;
-        for (int i = i0; i < i1; ++i) {
-          dst[i * channels + c] = s[i];
-        }
-      }
-    }
-  }
-}
-
-// dst (channels, map_size) = src (map_size, channels), in cache-sized tiles.
+// dst (cols, rows) = src (rows, cols), in cache-sized tiles.
 template <typename T>
-void to_channels_first(const T* src, int map_size, int channels, T* dst) {
+void transpose(const T* src, int rows, int cols, T* dst) {
   const int kTile = 32;
-  for (int i0 = 0; i0 < map_size; i0 += kTile) {
-    const int i1 = std::min(i0 + kTile, map_size);
-    for (int c0 = 0; c0 < channels; c0 += kTile) {
-      const int c1 = std::min(c0 + kTile, channels);
-      for (int c = c0; c < c1; ++c) {
-        T* d = dst + static_cast<size_t>(c) * map_size;
-        for (int i = i0; i < i1; ++i) {
-          d[i] = src[static_cast<size_t>(i) * channels + c];
+  for (int r0 = 0; r0 < rows; r0 += kTile) {
+    const int r1 = std::min(r0 + kTile, rows);
+    for (int c0 = 0; c0 < cols; c0 += kTile) {
+      const int c1 = std::min(c0 + kTile, cols);
+      for (int r = r0; r < r1; ++r) {
+        const T* from = src + static_cast<size_t>(r) * cols;
+        for (int c = c0; c < c1; ++c) {
+          dst[static_cast<size_t>(c) * rows + r] = from[c];
         }
       }
     }
@@ -135,9 +117,8 @@ void ROIPoolingLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
 
   features_hwc_.resize(static_cast<size_t>(batch_size) * channels_ * map_size);
   for (int b = 0; b < batch_size; ++b) {
-    to_channels_last(bottom_data + static_cast<size_t>(b) * channels_ * map_size,
-                     channels_, map_size,
-                     features_hwc_.data() + static_cast<size_t>(b) * channels_ * map_size);
+    transpose(bottom_data + static_cast<size_t>(b) * channels_ * map_size, channels_, map_size,
+              features_hwc_.data() + static_cast<size_t>(b) * channels_ * map_size);
   }
   // One roi's bins channels-last (out_size, C), transposed into the top at the end.
   bin_max_.resize(static_cast<size_t>(out_size) * channels_);
@@ -185,10 +166,10 @@ void ROIPoolingLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
         }
       }
     }
-    to_channels_first(bin_max_.data(), out_size, channels_,
-                      top_data + static_cast<size_t>(n) * channels_ * out_size);
-    to_channels_first(bin_argmax_.data(), out_size, channels_,
-                      argmax_data + static_cast<size_t>(n) * channels_ * out_size);
+    transpose(bin_max_.data(), out_size, channels_,
+              top_data + static_cast<size_t>(n) * channels_ * out_size);
+    transpose(bin_argmax_.data(), out_size, channels_,
+              argmax_data + static_cast<size_t>(n) * channels_ * out_size);
   }
 }
 
