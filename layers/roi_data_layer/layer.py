@@ -5,15 +5,25 @@ prototxts name it).
 The module name is py-faster-rcnn's, so prototxts that say
 ``python_param { module: 'roi_data_layer.layer' layer: 'RoIDataLayer' }`` load unchanged.
 
-RoIDataLayer: no bottoms; tops (py-faster-rcnn's end-to-end layout)
+RoIDataLayer: no bottoms.  The tops the prototxt declares choose the mode, as
+py-faster-rcnn's cfg.TRAIN.HAS_RPN does:
+
+three tops, end to end (an RPN in the net makes the RoIs; with cfg TRAIN.HAS_RPN False,
+  three tops are Fast R-CNN's data, rois, labels, without box regression):
   data      (1, 3, H, W) float32: BGR minus cfg.PIXEL_MEANS, scaled so the short side is a
             randomly drawn entry of the scales and the long side at most max_size
   im_info   (1, 3) float32: H, W, scale
   gt_boxes  (G, 5) float32: x1 y1 x2 y2 class in scaled-image pixels, G >= 1
-Tops are shaped at setup with placeholders ((1, 3, max scale, max_size), (1, 3), (1, 5)) and
-reshaped by every forward.  Images come in shuffled epochs (optionally aspect-grouped) from
-a numpy Generator; optionally a background thread prepares the next ones.  The layer uses
-the TRAIN settings in either phase.
+six tops, Fast R-CNN from precomputed proposals (py-faster-rcnn's Fast R-CNN nets, the
+  Fast R-CNN stages of its alternating optimisation, abhi2610/ohem's OHEM nets):
+  data (N, 3, H, W) with N = TRAIN.IMS_PER_BATCH, rois (R, 5) [image index, x1, y1, x2,
+  y2], labels (R,), bbox_targets, bbox_inside_weights, bbox_outside_weights (R, 4K):
+  RoIs sampled from the roidb's proposals (frcnn.data.fast_rcnn; TRAIN.BATCH_SIZE -1
+  keeps them all, for OHEMDataLayer to mine).
+Tops are shaped at setup with placeholders ((N, 3, max scale, max_size), then (1, 3) and
+(1, 5), or (1, 5), (1,) and (1, 4K)) and reshaped by every forward.  Images come in
+shuffled epochs (optionally aspect-grouped) from a numpy Generator; optionally a background
+thread prepares the next ones.  The layer uses the TRAIN settings in either phase.
 
 The roidb comes either from Python, ``net.layers[0].set_roidb(roidb)`` (py-faster-rcnn's
 way; see frcnn.data.roidb), or from the param_str, which lets plain ``caffe train`` run the
@@ -22,15 +32,25 @@ net (the layer loads the dataset at setup, flipping per cfg)::
     'num_classes': 4
     'dataset': 'synth_train'      # or voc_2007_trainval, or the path of a VOC-format folder
     'root': 'data/synth'
+    'proposals': 'rpn.pkl'        # six tops only: the dataset's proposals
+                                  # (frcnn.data.proposal_files)
+
+In Fast R-CNN mode the regression targets are normalised with TRAIN.BBOX_NORMALIZE_MEANS /
+STDS, or with per-class statistics of the data when BBOX_NORMALIZE_TARGETS_PRECOMPUTED is
+False; ``layer.bbox_means`` and ``layer.bbox_stds`` (K, 4) are what a snapshot folds into
+bbox_pred.
 
 param_str keys (frcnn.layer_params; unset ones come from cfg):
   num_classes   classes with background; must match the dataset's class list
   dataset root split classes use_difficult skip_bad   which data (frcnn.data.datasets)
+  proposals     precomputed proposals of the dataset (six tops only)
   cfg           a YAML config merged into the global cfg first (for ``caffe train``)
   scales max_size flip aspect_grouping seed prefetch   override TRAIN.SCALES,
                 TRAIN.MAX_SIZE, TRAIN.USE_FLIPPED, TRAIN.ASPECT_GROUPING, RNG_SEED,
                 TRAIN.USE_PREFETCH
-cfg keys read at setup: those above and PIXEL_MEANS, TRAIN.IMS_PER_BATCH (must be 1).
+cfg keys read at setup: those above and PIXEL_MEANS, TRAIN.IMS_PER_BATCH (1 end to end);
+Fast R-CNN mode: TRAIN.BATCH_SIZE, FG_FRACTION, FG_THRESH, BG_THRESH_HI/LO, BBOX_THRESH,
+BBOX_INSIDE_WEIGHTS, BBOX_NORMALIZE_TARGETS(_PRECOMPUTED), BBOX_NORMALIZE_MEANS/STDS.
 """
 from __future__ import annotations
 
@@ -41,15 +61,20 @@ import caffe
 from frcnn.caffe_layer import check_bottoms, check_tops, layer_params, reports_errors
 from frcnn.config import cfg, cfg_from_file
 from frcnn.data.datasets import get_dataset, parse_classes
+from frcnn.data.fast_rcnn import (check_fast_rcnn_roidb, fast_rcnn_params, fast_rcnn_roidb,
+                                  get_fast_rcnn_minibatch)
 from frcnn.data.minibatch import BlobSettings, MinibatchSource
+from frcnn.data.proposal_files import load_proposals
 from frcnn.data.prefetch import Prefetcher
 from frcnn.data.roidb import check_roidb
 from roi_data_layer.ohem_layer import OHEMDataLayer  # noqa: F401  (the seed's module name)
 
 _TOPS = ("data", "im_info", "gt_boxes")
+FAST_RCNN_TOPS = ("data", "rois", "labels", "bbox_targets", "bbox_inside_weights",
+                  "bbox_outside_weights")
 # param_str keys that only mean something together with 'dataset', and their unset values
 _DATASET_ONLY = {"root": "", "split": "", "classes": "", "use_difficult": False,
-                 "skip_bad": False, "flip": None}
+                 "skip_bad": False, "flip": None, "proposals": ""}
 
 
 class RoIDataLayer(caffe.Layer):
@@ -58,17 +83,33 @@ class RoIDataLayer(caffe.Layer):
     @reports_errors
     def setup(self, bottom, top):
         check_bottoms(self, bottom, (0,), "none")
-        check_tops(self, top, (3,), ", ".join(_TOPS))
+        check_tops(self, top, (3, 6), f"end to end: {', '.join(_TOPS)}; Fast R-CNN: "
+                                      f"{', '.join(FAST_RCNN_TOPS)}")
         p = layer_params(self)
         if p["cfg"]:
             cfg_from_file(str(Path(p["cfg"]).expanduser().absolute()))
-        if cfg.TRAIN.IMS_PER_BATCH != 1:
-            raise ValueError(f"end-to-end training takes one image per minibatch; "
-                             f"cfg TRAIN.IMS_PER_BATCH is {cfg.TRAIN.IMS_PER_BATCH}")
+        # py-faster-rcnn's rule: HAS_RPN False with three tops is Fast R-CNN without box
+        # regression (data, rois, labels)
+        self.fast_rcnn = len(top) == 6 or not cfg.TRAIN.HAS_RPN
+        self._tops = FAST_RCNN_TOPS[:len(top)] if self.fast_rcnn else _TOPS
         self._num_classes = p["num_classes"]
         if self._num_classes < 2:
             raise ValueError(f"num_classes counts the background and must be >= 2, got "
                              f"{self._num_classes}")
+        if self.fast_rcnn:
+            self._fast_params = fast_rcnn_params(cfg)
+            self._fast_params.check()
+            ims = self._fast_params.ims_per_batch
+        else:
+            if cfg.TRAIN.IMS_PER_BATCH != 1:
+                raise ValueError(f"end-to-end training takes one image per minibatch; "
+                                 f"cfg TRAIN.IMS_PER_BATCH is {cfg.TRAIN.IMS_PER_BATCH}")
+            if p["proposals"]:
+                raise ValueError("param_str 'proposals' is for a Fast R-CNN data layer (six "
+                                 "tops); this one has the three end-to-end tops")
+            ims = 1
+        self._ims_per_batch = ims
+        self.bbox_means = self.bbox_stds = None
 
         def pick(key: str, default: Any) -> Any:
             return default if p[key] is None else p[key]
@@ -83,9 +124,15 @@ class RoIDataLayer(caffe.Layer):
         self._source: MinibatchSource | None = None
         self._prefetcher: Prefetcher | None = None
 
-        top[0].reshape(1, 3, int(max(self._settings.scales)), int(self._settings.max_size))
-        top[1].reshape(1, 3)
-        top[2].reshape(1, 5)
+        top[0].reshape(ims, 3, int(max(self._settings.scales)), int(self._settings.max_size))
+        if self.fast_rcnn:
+            top[1].reshape(1, 5)
+            top[2].reshape(1)
+            for i in range(3, len(top)):
+                top[i].reshape(1, 4 * self._num_classes)
+        else:
+            top[1].reshape(1, 3)
+            top[2].reshape(1, 5)
 
         if p["dataset"]:
             self._load_dataset(p, flip=bool(pick("flip", cfg.TRAIN.USE_FLIPPED)))
@@ -101,22 +148,50 @@ class RoIDataLayer(caffe.Layer):
             raise ValueError(f"param_str num_classes is {self._num_classes} but dataset "
                              f"{dataset.name} has {dataset.num_classes} classes "
                              f"({', '.join(dataset.classes)})")
-        self._install(dataset.training_roidb(flip=flip, use_difficult=p["use_difficult"],
-                                             skip_bad=p["skip_bad"]))
+        if not self.fast_rcnn:
+            self._install(dataset.training_roidb(flip=flip, use_difficult=p["use_difficult"],
+                                                 skip_bad=p["skip_bad"]))
+            return
+        if not p["proposals"]:
+            raise ValueError("a Fast R-CNN data layer (six tops) given a 'dataset' needs its "
+                             "'proposals' file too")
+        records = dataset.load(skip_bad=p["skip_bad"])
+        proposals = load_proposals(Path(p["proposals"]).expanduser().absolute(),
+                                   [r["id"] for r in records],
+                                   [(r["width"], r["height"]) for r in records])
+        t = cfg.TRAIN
+        roidb, means, stds = fast_rcnn_roidb(
+            records, proposals, self._num_classes, flip, self._fast_params,
+            use_difficult=p["use_difficult"], normalize=bool(t.BBOX_NORMALIZE_TARGETS),
+            stats=((t.BBOX_NORMALIZE_MEANS, t.BBOX_NORMALIZE_STDS)
+                   if t.BBOX_NORMALIZE_TARGETS_PRECOMPUTED else None))
+        self.bbox_means, self.bbox_stds = means, stds
+        self._install(roidb)
 
     def _install(self, roidb: list[dict]) -> None:
         self.close()
         self._roidb = roidb
+        build = None
+        if self.fast_rcnn:
+            settings, k, params = self._settings, self._num_classes, self._fast_params
+
+            def build(entries, rng):
+                return get_fast_rcnn_minibatch(entries, settings, k, params, rng)
         self._source = MinibatchSource(roidb, self._settings, self._seed,
-                                       self._aspect_grouping)
+                                       self._aspect_grouping, self._ims_per_batch, build)
         if self._use_prefetch:
             name = getattr(self, "layer_name", "") or "RoIDataLayer"
             self._prefetcher = Prefetcher(self._source.next, depth=2, name=f"prefetch-{name}")
 
     @reports_errors
     def set_roidb(self, roidb: list[dict]) -> None:
-        """Train on ``roidb`` (frcnn.data.roidb entries; replaces any earlier one)."""
-        check_roidb(roidb, self._num_classes)
+        """Train on ``roidb`` (replaces any earlier one): frcnn.data.roidb entries end to
+        end; in Fast R-CNN mode entries with proposals and normalised bbox_targets
+        (frcnn.data.fast_rcnn.fast_rcnn_roidb, or py-faster-rcnn's own roidb)."""
+        if self.fast_rcnn:
+            check_fast_rcnn_roidb(roidb, self._num_classes)
+        else:
+            check_roidb(roidb, self._num_classes)
         self._install(list(roidb))
 
     def close(self) -> None:
@@ -131,7 +206,7 @@ class RoIDataLayer(caffe.Layer):
             raise RuntimeError("no roidb: give a 'dataset' in the param_str, or call "
                                "set_roidb(roidb) before the first forward")
         blobs = self._prefetcher.get() if self._prefetcher is not None else self._source.next()
-        for i, name in enumerate(_TOPS):
+        for i, name in enumerate(self._tops):
             top[i].reshape(*blobs[name].shape)
             top[i].data[...] = blobs[name]
 

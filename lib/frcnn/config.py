@@ -6,6 +6,10 @@ training and test drivers); library functions take explicit arguments.  Merge ch
 unknown key or a value of the wrong type raises ``ConfigError`` naming the key.
 
 Every key, its default and its meaning is in ``KEYS`` below (``frcnn config`` prints them).
+Every key of py-faster-rcnn's ``lib/fast_rcnn/config.py`` is accepted, so its
+``experiments/cfgs/*.yml`` load as they are.  A few of its keys do nothing here (their
+``Key.not_used`` says why): they are stored with py-faster-rcnn's defaults, and a file or
+``--set`` list that sets one prints one ``[config] note:`` line per key.
 """
 from __future__ import annotations
 
@@ -22,9 +26,25 @@ class ConfigError(ValueError):
 
 
 class Key(NamedTuple):
+    """One configuration key: dotted name, default, meaning.
+
+    ``not_used`` is empty for a key that applies; for a py-faster-rcnn key that is accepted
+    but does nothing here it says why.
+    """
     name: str
     default: Any
     doc: str
+    not_used: str = ""
+
+    @property
+    def applies(self) -> bool:
+        """Whether setting the key changes anything here."""
+        return not self.not_used
+
+
+_NOT_PROPOSALS = ("proposals come from the net's RPN (end-to-end) or from --proposals FILE "
+                  "(Fast R-CNN data layers); the value is not used")
+_NOT_PATHS = "paths are given on the command line (--dataset, --root, --net)"
 
 
 KEYS: tuple[Key, ...] = (
@@ -52,7 +72,10 @@ KEYS: tuple[Key, ...] = (
     Key("TRAIN.SNAPSHOT_ITERS", 10000, "iterations between snapshots"),
     Key("TRAIN.SNAPSHOT_INFIX", "", "inserted into snapshot file names"),
     Key("TRAIN.USE_PREFETCH", False, "prepare minibatches in a background thread"),
-    Key("TRAIN.HAS_RPN", True, "the net has an RPN (end-to-end training)"),
+    Key("TRAIN.HAS_RPN", True, "informational: the data layer's mode follows the tops the "
+        "train net declares (3 tops: end to end; 6 tops: Fast R-CNN from proposals)"),
+    Key("TRAIN.PROPOSAL_METHOD", "selective_search", "py-faster-rcnn's source of training "
+        "proposals (selective_search, rpn, gt)", _NOT_PROPOSALS),
     # ---- training: the RPN ----
     Key("TRAIN.RPN_POSITIVE_OVERLAP", 0.7, "an anchor is positive when its IoU with a gt box "
         "is >= this (or it is some gt box's best anchor)"),
@@ -81,19 +104,33 @@ KEYS: tuple[Key, ...] = (
     Key("TEST.SCORE_THRESH", 0.05, "detections below this class score are dropped"),
     Key("TEST.MAX_PER_IMAGE", 100, "detections kept per image, over all classes"),
     Key("TEST.BBOX_REG", True, "apply the box regression to the RoIs"),
-    Key("TEST.HAS_RPN", True, "the net has an RPN"),
+    Key("TEST.HAS_RPN", True, "informational: the test mode follows the test net's inputs "
+        "(an 'rois' input: Fast R-CNN from proposals; otherwise the net's RPN)"),
+    Key("TEST.PROPOSAL_METHOD", "selective_search", "py-faster-rcnn's source of test "
+        "proposals when the net has no RPN", _NOT_PROPOSALS),
+    Key("TEST.SVM", False, "py-faster-rcnn: score with SVM-style (R-CNN) scores",
+        "SVM-style scoring is not supported; the softmax scores are used"),
     Key("TEST.RPN_NMS_THRESH", 0.7, "NMS IoU threshold on proposals at test time"),
     Key("TEST.RPN_PRE_NMS_TOP_N", 6000, "proposals kept before NMS at test time"),
     Key("TEST.RPN_POST_NMS_TOP_N", 300, "proposals kept after NMS at test time"),
     Key("TEST.RPN_MIN_SIZE", 16, "proposals smaller than this (original-image pixels) are "
         "dropped"),
     # ---- everywhere ----
-    Key("PIXEL_MEANS", (102.9801, 115.9465, 122.7717), "BGR means subtracted from images"),
+    Key("DEDUP_BOXES", 1.0 / 16, "Fast R-CNN test nets (rois as an input): proposals that "
+        "coincide after scaling by this factor are scored once (py-faster-rcnn's "
+        "DEDUP_BOXES); 0 disables"),
+    Key("PIXEL_MEANS", (102.9801, 115.9465, 122.7717), "BGR means subtracted from images "
+        "(py-faster-rcnn's (1, 1, 3) form [[[B, G, R]]] is accepted)"),
     Key("RNG_SEED", 3, "seed of every random generator (sampling, shuffling)"),
     Key("EPS", 1e-14, "a small number"),
     Key("USE_GPU_NMS", True, "use the CUDA NMS where it was built and a GPU is present"),
     Key("GPU_ID", 0, "the GPU to use"),
     Key("EXP_DIR", "default", "name of the experiment's output folder"),
+    Key("ROOT_DIR", "", "py-faster-rcnn's project root", _NOT_PATHS),
+    Key("DATA_DIR", "", "py-faster-rcnn's data folder", _NOT_PATHS),
+    Key("MODELS_DIR", "", "py-faster-rcnn's models folder", _NOT_PATHS),
+    Key("MATLAB", "matlab", "py-faster-rcnn: the MATLAB command of the official VOC "
+        "evaluation", "the evaluation is in Python"),
 )
 
 
@@ -114,8 +151,29 @@ def default_config() -> EasyDict:
 
 
 _DEFAULTS = {k.name: k.default for k in KEYS}
+_NOT_USED = {k.name: k.not_used for k in KEYS if not k.applies}
+# keys whose list value may come nested in single-element lists (numpy shape (1, 1, 3))
+_NESTED = {"PIXEL_MEANS"}
 
 cfg = default_config()
+
+
+def _unnest(value: Any) -> Any:
+    """``[[[a, b, c]]]`` (or a numpy array of shape (1, 1, 3)) -> ``[a, b, c]``."""
+    if hasattr(value, "tolist") and not isinstance(value, (list, tuple)):
+        value = value.tolist()
+    while (isinstance(value, (list, tuple)) and len(value) == 1
+           and isinstance(value[0], (list, tuple))):
+        value = value[0]
+    return value
+
+
+def _check_range(name: str, value: Any) -> Any:
+    """Range checks of the keys that have one; ConfigError naming the key."""
+    if name == "DEDUP_BOXES" and value < 0:
+        raise ConfigError(f"config key {name}: expected a factor >= 0 (0 disables), got "
+                          f"{value!r}")
+    return value
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
@@ -170,7 +228,17 @@ def _set(config: EasyDict, name: str, value: Any) -> None:
     node = config
     for p in parents:
         node = node[p]
-    node[leaf] = _coerce(name, value, _DEFAULTS[name])
+    if name in _NESTED:
+        value = _unnest(value)
+    node[leaf] = _check_range(name, _coerce(name, value, _DEFAULTS[name]))
+
+
+def _note_not_used(names: Iterable[str], config: EasyDict) -> None:
+    """One ``[config] note:`` line per key that was set but does nothing here."""
+    for name in dict.fromkeys(names):
+        if name in _NOT_USED:
+            print(f"[config] note: {name} = {_get(config, name)!r} is accepted but not used "
+                  f"here: {_NOT_USED[name]}", flush=True)
 
 
 def merge_dict(updates: Mapping, config: EasyDict | None = None) -> EasyDict:
@@ -182,6 +250,7 @@ def merge_dict(updates: Mapping, config: EasyDict | None = None) -> EasyDict:
         _set(staged, name, value)
     for name, _ in checked:  # all valid: apply
         _set(config, name, _get(staged, name))
+    _note_not_used((name for name, _ in checked), config)
     return config
 
 
@@ -233,9 +302,15 @@ def cfg_from_list(pairs: list[str], config: EasyDict | None = None) -> EasyDict:
 
 
 def describe() -> str:
-    """Every key with its default and meaning, one per line."""
+    """Every key with its default and meaning, one per line; keys that do nothing here end
+    with ``(not used: reason)``."""
     width = max(len(k.name) for k in KEYS)
-    return "\n".join(f"{k.name:<{width}}  {k.default!r:<28}  {k.doc}" for k in KEYS)
+
+    def line(k: Key) -> str:
+        tail = "" if k.applies else f" (not used: {k.not_used})"
+        return f"{k.name:<{width}}  {k.default!r:<28}  {k.doc}{tail}"
+
+    return "\n".join(line(k) for k in KEYS)
 
 
 def cfg_to_dict(config: EasyDict | None = None) -> dict:
@@ -252,9 +327,25 @@ def cfg_to_dict(config: EasyDict | None = None) -> dict:
     return plain(config)
 
 
+def _drop_unused_defaults(tree: dict, prefix: str = "") -> dict:
+    """``tree`` without the keys that do nothing here and still hold their default."""
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out[key] = _drop_unused_defaults(value, name + ".")
+        elif not (name in _NOT_USED and value == _DEFAULTS[name]):  # str or bool defaults
+            out[key] = value
+    return out
+
+
 def write_cfg(path: str, config: EasyDict | None = None) -> None:
-    """Save the whole configuration as YAML (cfg_from_file reads it back)."""
+    """Save the configuration as YAML (cfg_from_file reads it back to the same values).
+
+    Every key is written except those that do nothing here and hold their default, so
+    reading the file back prints no ``[config] note:`` lines for them.
+    """
     import yaml
 
     with open(path, "w") as f:
-        yaml.safe_dump(cfg_to_dict(config), f, sort_keys=False)
+        yaml.safe_dump(_drop_unused_defaults(cfg_to_dict(config)), f, sort_keys=False)

@@ -26,16 +26,17 @@ def decode_boxes(rois: np.ndarray, bbox_pred: np.ndarray, im_scale: float,
         bbox_pred: (R, 4K) deltas.
         im_scale: the scale of the input blob relative to the image.
         im_shape: (height, width) of the original image.
-        means, stds: 4 numbers each; given when bbox_pred is normalised (unfolded model).
+        means, stds: 4 numbers each (or 4K, per class); given when bbox_pred is normalised
+            (unfolded model).
     Returns:
         (R, 4K) float32 boxes, clipped.
     """
     boxes = np.asarray(rois, np.float64).reshape(-1, 5)[:, 1:5] / im_scale
     deltas = np.asarray(bbox_pred, np.float64).reshape(len(boxes), -1)
     if stds is not None:
-        k = deltas.shape[1] // 4
-        deltas = deltas * np.tile(np.asarray(stds, np.float64), k) + np.tile(
-            np.asarray(means if means is not None else (0, 0, 0, 0), np.float64), k)
+        k4 = deltas.shape[1]
+        deltas = deltas * per_output(stds, k4, "stds") + per_output(
+            means if means is not None else (0, 0, 0, 0), k4, "means")
     if len(boxes) == 0:
         return np.zeros((0, deltas.shape[1]), np.float32)
     return clip_boxes(bbox_transform_inv(boxes, deltas), im_shape).astype(np.float32)
@@ -70,6 +71,18 @@ def select_detections(scores: np.ndarray, boxes: np.ndarray, score_thresh: float
     return out
 
 
+def per_output(values: Sequence[float], k4: int, name: str = "values") -> np.ndarray:
+    """(4K,) float64: 4 values (dx dy dw dh for every class) tiled over the K classes, or
+    4K values (per class, as py-faster-rcnn's computed statistics) as they are."""
+    v = np.asarray(values, np.float64).ravel()
+    if len(v) == 4:
+        return np.tile(v, k4 // 4)
+    if len(v) == k4:
+        return v
+    raise ValueError(f"bbox normalisation {name} must have 4 or {k4} (4 per class) values, "
+                     f"got {len(v)}")
+
+
 def fold_bbox_normalization(weights: np.ndarray, bias: np.ndarray, means: Sequence[float],
                             stds: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """bbox_pred's InnerProduct (W (4K, D), b (4K,)) made to output plain deltas.
@@ -77,10 +90,11 @@ def fold_bbox_normalization(weights: np.ndarray, bias: np.ndarray, means: Sequen
     A net trained on targets (t - MEANS) / STDS predicts normalised deltas; scaling each
     output row by STDS and adding MEANS to the bias gives W' x + b' = STDS * (W x + b) +
     MEANS, so the snapshot is a deployable model (py-faster-rcnn's snapshot convention).
+    means and stds: 4 values, or 4K (per class; see ``per_output``).
     """
     k4 = weights.shape[0]
-    s = np.tile(np.asarray(stds, np.float64), k4 // 4)
-    m = np.tile(np.asarray(means, np.float64), k4 // 4)
+    s = per_output(stds, k4, "stds")
+    m = per_output(means, k4, "means")
     w = (np.asarray(weights, np.float64) * s.reshape((k4,) + (1,) * (weights.ndim - 1)))
     return w.astype(weights.dtype), (np.asarray(bias, np.float64) * s + m).astype(bias.dtype)
 
@@ -89,7 +103,7 @@ def unfold_bbox_normalization(weights: np.ndarray, bias: np.ndarray, means: Sequ
                               stds: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """The inverse of fold_bbox_normalization (to resume training from a folded snapshot)."""
     k4 = weights.shape[0]
-    s = np.tile(np.asarray(stds, np.float64), k4 // 4)
-    m = np.tile(np.asarray(means, np.float64), k4 // 4)
+    s = per_output(stds, k4, "stds")
+    m = per_output(means, k4, "means")
     w = np.asarray(weights, np.float64) / s.reshape((k4,) + (1,) * (weights.ndim - 1))
     return w.astype(weights.dtype), ((np.asarray(bias, np.float64) - m) / s).astype(bias.dtype)

@@ -9,6 +9,18 @@ Whether bbox_pred must be un-normalised (multiplied by STDS, plus MEANS) is read
 model's sidecar file (``<model>.frcnn.json``, written by ``frcnn train``'s snapshots, which
 fold the normalisation into the weights); a model without one (plain ``caffe train``) is
 un-normalised with the cfg's MEANS and STDS.  ``unnormalize=True/False`` overrides both.
+
+Two kinds of test net are run:
+
+- end to end (inputs data and im_info): the net's RPN and ProposalLayer make the rois;
+- Fast R-CNN (inputs data and rois, no im_info: py-faster-rcnn's Fast R-CNN test nets and
+  cfg.TEST.HAS_RPN False): the caller gives each image's proposals (original-image pixels),
+  projected onto the scaled input; proposals that coincide after scaling by DEDUP_BOXES
+  are scored once (py-faster-rcnn's de-duplication).
+
+``rpn_proposals`` runs an RPN test net (inputs data, im_info; output rois, optionally
+scores) and returns its proposals in original-image pixels, as py-faster-rcnn's
+rpn_generate does.
 """
 from __future__ import annotations
 
@@ -35,6 +47,7 @@ class DetectSettings:
     max_per_image: int = 100
     means: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
     stds: tuple[float, ...] = (0.1, 0.1, 0.2, 0.2)
+    dedup_boxes: float = 1.0 / 16.0
 
     @classmethod
     def from_cfg(cls, cfg) -> "DetectSettings":
@@ -43,7 +56,23 @@ class DetectSettings:
                    pixel_means=tuple(cfg.PIXEL_MEANS), score_thresh=float(t.SCORE_THRESH),
                    nms_thresh=float(t.NMS), max_per_image=int(t.MAX_PER_IMAGE),
                    means=tuple(cfg.TRAIN.BBOX_NORMALIZE_MEANS),
-                   stds=tuple(cfg.TRAIN.BBOX_NORMALIZE_STDS))
+                   stds=tuple(cfg.TRAIN.BBOX_NORMALIZE_STDS),
+                   dedup_boxes=float(cfg.get("DEDUP_BOXES", 1.0 / 16.0)))
+
+
+def dedup_rois(rois: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """(index, inverse): rois[index] are the distinct rows of ``rois`` (R, 5) after
+    rounding ``rois * factor`` (py-faster-rcnn's DEDUP_BOXES), in first-seen order, and
+    rois[index][inverse] maps every row back.  factor <= 0 keeps every row."""
+    n = len(rois)
+    if factor <= 0 or n == 0:
+        return np.arange(n), np.arange(n)
+    keys = np.round(np.asarray(rois, np.float64) * factor)
+    _, index, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(index)              # first-seen order
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return index[order], rank[np.asarray(inverse).ravel()]
 
 
 def _check_file(path: str | os.PathLike, what: str) -> str:
@@ -74,9 +103,14 @@ class Detector:
             self.net = caffe.Net(net, caffe.TEST, weights=model)
         except Exception as e:  # a net/model mismatch aborts in C++; this catches the rest
             raise RuntimeError(f"cannot load {model} into {net}: {e}") from e
-        for blob in ("data", "im_info", "rois"):
+        inputs = set(self.net.inputs)
+        # py-faster-rcnn's Fast R-CNN test nets take the rois as an input and have no im_info
+        self.fast_rcnn = "rois" in inputs and "im_info" not in inputs
+        for blob in ("data", "rois") if self.fast_rcnn else ("data", "im_info", "rois"):
             if blob not in self.net.blobs:
-                raise ValueError(f"{net} is not a detection test net: it has no '{blob}' blob")
+                raise ValueError(f"{net} is not a detection test net: it has no '{blob}' blob "
+                                 f"(an end-to-end test net takes data and im_info; a Fast "
+                                 f"R-CNN one data and rois)")
         for blob in ("cls_prob", "bbox_pred"):
             if blob not in self.net.blobs:
                 raise ValueError(f"{net} is not a detection test net: no '{blob}' output")
@@ -88,35 +122,86 @@ class Detector:
         self.meta = meta or {}
         self.num_classes = int(self.net.blobs["cls_prob"].data.shape[1])
 
-    def raw(self, im: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(scores (R, K), boxes (R, 4K)) for a BGR uint8 image (H, W, 3)."""
+    def raw(self, im: np.ndarray, proposals: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores (R, K), boxes (R, 4K)) for a BGR uint8 image (H, W, 3).
+
+        ``proposals`` (P, 4) in the image's pixels: required by a Fast R-CNN test net (then
+        R = P), refused by an end-to-end one.
+        """
         if im is None or im.size == 0:
             raise ValueError("empty image")
+        if self.fast_rcnn and proposals is None:
+            raise ValueError("this test net takes the rois as an input (Fast R-CNN): give "
+                             "the image's proposals (frcnn test --proposals FILE)")
+        if not self.fast_rcnn and proposals is not None:
+            raise ValueError("this test net makes its own proposals (it has an RPN); "
+                             "proposals are only for Fast R-CNN test nets")
         s = self.settings
         prepped, scale = prep_im_for_blob(im, s.pixel_means, s.scale, s.max_size)
         blob = im_list_to_blob([prepped])
         net = self.net
         net.blobs["data"].reshape(*blob.shape)
-        net.blobs["im_info"].reshape(1, 3)
         net.blobs["data"].data[...] = blob
-        net.blobs["im_info"].data[...] = [[blob.shape[2], blob.shape[3], scale]]
+        inverse = None
+        if self.fast_rcnn:
+            boxes = np.asarray(proposals, np.float32).reshape(-1, 4)
+            if not len(boxes):
+                k = self.num_classes
+                return np.zeros((0, k), np.float32), np.zeros((0, 4 * k), np.float32)
+            rois = np.hstack([np.zeros((len(boxes), 1), np.float32), boxes * scale])
+            index, inverse = dedup_rois(rois, s.dedup_boxes)
+            rois = rois[index]
+            net.blobs["rois"].reshape(*rois.shape)
+            net.blobs["rois"].data[...] = rois
+        else:
+            net.blobs["im_info"].reshape(1, 3)
+            net.blobs["im_info"].data[...] = [[blob.shape[2], blob.shape[3], scale]]
         out = net.forward()
         rois = net.blobs["rois"].data.copy()
         scores = np.asarray(out["cls_prob"]).reshape(len(rois), -1).copy()
         deltas = np.asarray(out["bbox_pred"]).reshape(len(rois), -1)
         norm = (s.means, s.stds) if self.unnormalize else (None, None)
         boxes = decode_boxes(rois, deltas, scale, im.shape[:2], means=norm[0], stds=norm[1])
+        if inverse is not None:
+            scores, boxes = scores[inverse], boxes[inverse]
         return scores, boxes
 
-    def detect(self, im: np.ndarray) -> list[np.ndarray]:
-        """Per class (index 0 empty): (D, 5) x1 y1 x2 y2 score, original-image pixels."""
-        scores, boxes = self.raw(im)
+    def detect(self, im: np.ndarray, proposals: np.ndarray | None = None) -> list[np.ndarray]:
+        """Per class (index 0 empty): (D, 5) x1 y1 x2 y2 score, original-image pixels.
+        ``proposals``: see ``raw``."""
+        scores, boxes = self.raw(im, proposals)
         s = self.settings
         return select_detections(scores, boxes, s.score_thresh, s.nms_thresh, s.max_per_image,
                                  device_id=-1)
 
     def detect_file(self, path: str | os.PathLike) -> list[np.ndarray]:
         return self.detect(read_image(path))
+
+
+def rpn_proposals(net, im: np.ndarray, settings: DetectSettings
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(boxes (P, 4) in original-image pixels, scores (P,)) of an RPN test net (a caffe.Net
+    with inputs data and im_info and a 'rois' blob; scores from a 'scores' blob when it has
+    one, else NaN), for a BGR uint8 image.  The proposal settings are the net's own (its
+    ProposalLayer read cfg TEST.RPN_* when the net was built)."""
+    if im is None or im.size == 0:
+        raise ValueError("empty image")
+    prepped, scale = prep_im_for_blob(im, settings.pixel_means, settings.scale,
+                                      settings.max_size)
+    blob = im_list_to_blob([prepped])
+    net.blobs["data"].reshape(*blob.shape)
+    net.blobs["data"].data[...] = blob
+    net.blobs["im_info"].reshape(1, 3)
+    net.blobs["im_info"].data[...] = [[blob.shape[2], blob.shape[3], scale]]
+    net.forward()
+    rois = np.asarray(net.blobs["rois"].data).reshape(-1, 5)
+    boxes = (rois[:, 1:5] / scale).astype(np.float32)
+    if "scores" in net.blobs:
+        scores = np.asarray(net.blobs["scores"].data, np.float32).reshape(-1)[:len(boxes)]
+    else:
+        scores = np.full(len(boxes), np.nan, np.float32)
+    return boxes, scores
 
 
 def draw_detections(im: np.ndarray, detections: Sequence[np.ndarray], class_names: Sequence[str],

@@ -1,17 +1,28 @@
 """param_str of the project's Caffe Python layers: one table of keys, one parser.
 
 The layers parse with ``parse_param_str`` at setup; ``frcnn check`` reads the same table, so
-a key is known in exactly one place.  The accepted text is py-faster-rcnn's: YAML, one
-``'key': value`` per line (``'feat_stride': 16``), or a comma-separated list of them
-(``'feat_stride': 16, 'scales': (8, 16, 32)``); tuples written with parentheses are read as
-Python literals.  Unknown keys, values of the wrong type and missing required keys raise
-``ParamError`` naming the layer.
+a key is known in exactly one place.  Every form of py-faster-rcnn's models/ is accepted:
+
+- YAML, one ``'key': value`` per line (``'feat_stride': 16``), with flow lists
+  (``'scales': [8, 16, 32]``), block lists (``- 8`` lines) or the ``!!python/tuple [...]``
+  tag of its COCO nets; spaces or tabs before a newline do not matter;
+- a Python dict literal with or without its braces, comma-separated on one line
+  (``'feat_stride': 16, 'scales': (8, 16, 32)``); tuples in parentheses are read as
+  Python literals.
+
+Keys may be quoted or bare.  YAML is read with a safe loader that knows one tag beyond
+plain YAML, ``!!python/tuple``; any other ``!!python/...`` (or unknown) tag raises
+``ParamError`` and is never constructed.  Unknown keys, values of the wrong type and missing
+required keys raise ``ParamError`` naming the layer.
 """
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from typing import Any
+
+import yaml
 
 _REQUIRED = object()
 
@@ -74,6 +85,10 @@ LAYER_PARAMS: dict[str, dict[str, Param]] = {
         "seed": Param("int", None, "seed of the shuffling and scale draws (cfg RNG_SEED)"),
         "prefetch": Param("bool", None, "prepare minibatches in a background thread "
                                         "(cfg TRAIN.USE_PREFETCH)"),
+        "proposals": Param("str", "", "precomputed proposals for a Fast R-CNN data layer (six "
+                                      "tops): a py-faster-rcnn pickle of per-image boxes in "
+                                      "dataset order, or the JSON form of frcnn proposals; "
+                                      "needs 'dataset'"),
     },
     "roi_data_layer.layer.OHEMDataLayer": {
         "num_classes": Param("int", 0, "classes including background (checked against the "
@@ -82,19 +97,73 @@ LAYER_PARAMS: dict[str, dict[str, Param]] = {
 }
 
 
-def _literal_mapping(text: str) -> Any:
-    import yaml
+class _TupleSafeLoader(yaml.SafeLoader):
+    """yaml.SafeLoader plus the one tag py-faster-rcnn's param_str uses, ``!!python/tuple``.
 
+    A subclass, so yaml.SafeLoader itself is unchanged; every other python/* tag stays
+    unknown to it and raises a ConstructorError instead of being constructed.
+    """
+
+
+def _construct_tuple(loader: yaml.SafeLoader, node: yaml.Node) -> tuple:
+    """``!!python/tuple [a, b]`` -> ``(a, b)``; the tag must be on a sequence."""
+    if not isinstance(node, yaml.SequenceNode):
+        raise yaml.constructor.ConstructorError(
+            None, None, f"!!python/tuple needs a sequence, got {node.id}", node.start_mark)
+    return tuple(loader.construct_sequence(node, deep=True))
+
+
+_TupleSafeLoader.add_constructor("tag:yaml.org,2002:python/tuple", _construct_tuple)
+
+# a bare key at the start of the text or after '{' or ',': ``feat_stride: 16, scales: (8,)``
+_BARE_KEY = re.compile(r"(^|[{,])(\s*)([A-Za-z_][A-Za-z0-9_]*)(\s*):")
+
+
+def _normalise(text: str) -> str:
+    """The text without whitespace before its newlines (py-faster-rcnn writes ``16 \\n``)."""
+    return "\n".join(line.rstrip() for line in text.strip().splitlines())
+
+
+def _python_dict(text: str) -> dict | None:
+    """The text as a Python dict literal, braces optional (ast.literal_eval: nothing runs)."""
+    body = text.strip()
+    if body.startswith("{") and body.endswith("}"):
+        body = body[1:-1]
+    for candidate in (body, _BARE_KEY.sub(r"\1\2'\3'\4:", body)):
+        try:
+            value = ast.literal_eval("{" + candidate + "}")
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def _yaml_value(text: str) -> Any:
+    """The text as YAML with ``_TupleSafeLoader``; None when it is not YAML.
+
+    Raises ParamError for a tag the loader does not know (``!!python/object/apply:...``).
+    """
     try:
-        value = yaml.safe_load(text)
+        return yaml.load(text, Loader=_TupleSafeLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.constructor.ConstructorError as e:
+        raise ParamError(f"param_str {text!r} rejected: {e.problem or e}; only plain YAML "
+                         f"and its !!python/tuple [...] tag are read") from None
     except yaml.YAMLError:
-        value = None
-    if isinstance(value, dict):
+        return None
+
+
+def _literal_mapping(text: str) -> Any:
+    """The keys and values of a param_str, in any of the forms of the module docstring.
+
+    Python literals come first (YAML misreads ``{'scales': (8, 16)}``), then YAML.  Returns
+    what was read (a dict, or something else for the caller to reject).
+    """
+    text = _normalise(text)
+    value = _python_dict(text)
+    if value is not None:
         return value
-    try:
-        return ast.literal_eval("{" + text.strip().strip("{}") + "}")
-    except (ValueError, SyntaxError):
-        return value
+    return _yaml_value(text)
 
 
 def _convert(kind: str, value: Any) -> Any:
@@ -134,7 +203,10 @@ def parse_param_str(text: str | None, layer: str, layer_name: str = "") -> dict[
     where = f"layer '{layer_name}' ({layer})" if layer_name else layer
     raw: Any = {}
     if text and text.strip():
-        raw = _literal_mapping(text)
+        try:
+            raw = _literal_mapping(text)
+        except ParamError as e:
+            raise ParamError(f"{where}: {e}") from None
         if not isinstance(raw, dict):
             raise ParamError(f"{where}: param_str {text!r} is not a list of 'key': value pairs")
     unknown = sorted(set(map(str, raw)) - set(spec))

@@ -1,4 +1,4 @@
-"""``frcnn train``, ``frcnn test``, ``frcnn detect`` and ``frcnn demo``."""
+"""``frcnn train``, ``frcnn test``, ``frcnn detect``, ``frcnn proposals`` and ``frcnn demo``."""
 from __future__ import annotations
 
 import argparse
@@ -31,12 +31,19 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("train", help="train a Faster R-CNN net on a dataset")
-    p.add_argument("--net", default="squeezenet/faster_rcnn_end2end",
-                   help="variant (see `frcnn prototxt --list`)")
-    p.add_argument("--dataset", default="synth_train",
+    net = p.add_mutually_exclusive_group()
+    net.add_argument("--net", help="variant (see `frcnn prototxt --list`; default "
+                                   "squeezenet/faster_rcnn_end2end)")
+    net.add_argument("--solver", help="a solver.prototxt whose own train net is trained "
+                                      "unchanged (py-faster-rcnn's tools/train_net.py)")
+    p.add_argument("--dataset", "--imdb", dest="dataset", default="synth_train",
                    help="registered name (synth_train, voc_2007_trainval, ...) or VOC folder")
     p.add_argument("--root", help="folder of a registered dataset")
-    p.add_argument("--iters", type=int, required=True)
+    p.add_argument("--proposals", help="precomputed proposals of the dataset, for a Fast "
+                                       "R-CNN train net (.pkl as py-faster-rcnn's "
+                                       "rpn_generate writes it, or .json)")
+    p.add_argument("--iters", type=int, help="iterations (required with --net; default with "
+                                             "--solver: its max_iter)")
     p.add_argument("--out", required=True, help="run folder (snapshots, nets, cfg)")
     p.add_argument("--weights", help="initial weights, e.g. squeezenet_v1.1.caffemodel")
     p.add_argument("--resume", help="a .solverstate from the run's state/ folder")
@@ -57,8 +64,10 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("test", help="evaluate a model on a dataset (VOC mAP)")
     _model_args(p)
-    p.add_argument("--dataset", default="synth_test")
+    p.add_argument("--dataset", "--imdb", dest="dataset", default="synth_test")
     p.add_argument("--root")
+    p.add_argument("--proposals", help="the dataset's proposals, for a Fast R-CNN test net "
+                                       "(rois as an input)")
     p.add_argument("--out", default="output/test")
     p.add_argument("--max-images", type=int, default=0)
     p.add_argument("--force", action="store_true")
@@ -72,6 +81,23 @@ def register(subparsers: Any) -> None:
     p.add_argument("--classes", help="class names without background, comma-separated "
                                      "(default: from the model)")
     p.set_defaults(func=_cmd_detect)
+
+    p = subparsers.add_parser("proposals", help="write an RPN's proposals for every image of "
+                                                "a dataset (for Fast R-CNN training/testing)")
+    p.add_argument("--model", required=True, help="the RPN's .caffemodel")
+    p.add_argument("--net", required=True, help="an RPN test net: inputs data and im_info, "
+                                                "output rois (and scores), e.g. "
+                                                "py-faster-rcnn's rpn_test.pt")
+    p.add_argument("--dataset", "--imdb", dest="dataset", required=True)
+    p.add_argument("--root")
+    p.add_argument("--out", required=True, help="FILE.pkl (py-faster-rcnn's form) or "
+                                                "FILE.json")
+    p.add_argument("--cfg", dest="cfg_file", help="YAML config merged over the defaults")
+    p.add_argument("--set", dest="set_pairs", nargs="+", default=[], metavar="KEY VALUE",
+                   help="config overrides (default here, as py-faster-rcnn's rpn_generate: "
+                        "TEST.RPN_PRE_NMS_TOP_N -1, TEST.RPN_POST_NMS_TOP_N 2000)")
+    p.add_argument("--max-images", type=int, default=0)
+    p.set_defaults(func=_cmd_proposals)
 
     p = subparsers.add_parser("demo", help="the main job: synthetic data, train, test, detect")
     p.add_argument("--out", default="output/demo")
@@ -94,7 +120,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from frcnn.app.training import TrainRequest, run_train
 
     run_train(TrainRequest(
-        net=args.net, dataset=args.dataset, root=args.root, iters=args.iters, out=args.out,
+        net=args.net, solver=args.solver, proposals=args.proposals,
+        dataset=args.dataset, root=args.root, iters=args.iters, out=args.out,
         weights=args.weights, resume=args.resume, cfg_file=args.cfg_file,
         set_pairs=_set_pairs(args), base_lr=args.base_lr, stepsize=args.stepsize,
         iter_size=args.iter_size, clip_gradients=args.clip_gradients, ratios=args.ratios,
@@ -110,7 +137,17 @@ def _cmd_test(args: argparse.Namespace) -> int:
     run_test(EvalRequest(model=args.model, net=args.net, cfg_file=args.cfg_file,
                          set_pairs=_set_pairs(args), unnormalize=args.unnormalize,
                          dataset=args.dataset, root=args.root, out=args.out,
-                         force=args.force, max_images=args.max_images))
+                         force=args.force, max_images=args.max_images,
+                         proposals=args.proposals))
+    return 0
+
+
+def _cmd_proposals(args: argparse.Namespace) -> int:
+    from frcnn.app.proposals import ProposalsRequest, run_proposals
+
+    run_proposals(ProposalsRequest(model=args.model, net=args.net, dataset=args.dataset,
+                                   root=args.root, out=args.out, cfg_file=args.cfg_file,
+                                   set_pairs=_set_pairs(args), max_images=args.max_images))
     return 0
 
 

@@ -40,7 +40,7 @@ def load_detector(req: ModelRequest, num_classes: int | None = None, work_dir: P
     if not net:
         raise ValueError(f"{req.model} has no sidecar naming its test net: pass --net "
                          f"(a test.prototxt or a variant name)")
-    if not net.endswith(".prototxt"):
+    if not _is_net_file(net):
         net = _generated_test_net(net, num_classes or len(meta.get("classes", [])) or 0, c,
                                   work_dir)
     elif not Path(net).is_file():
@@ -51,6 +51,15 @@ def load_detector(req: ModelRequest, num_classes: int | None = None, work_dir: P
         raise ValueError(f"{req.model}: its sidecar lists {len(classes)} classes but the net "
                          f"{net} outputs {detector.num_classes}")
     return detector, classes
+
+
+def _is_net_file(net: str) -> bool:
+    """A prototxt path (py-faster-rcnn names some .pt), rather than a variant name."""
+    from frcnn.nets import variants
+
+    if net in variants.PRESETS:
+        return False
+    return net.endswith((".prototxt", ".pt", ".pbtxt")) or Path(net).is_file()
 
 
 def _generated_test_net(name: str, num_classes: int, c, work_dir: Path | None) -> str:
@@ -74,6 +83,7 @@ class EvalRequest(ModelRequest):
     out: str = "output/test"
     force: bool = False
     max_images: int = 0                   # 0: all
+    proposals: str | None = None          # for a Fast R-CNN test net (rois as an input)
 
 
 def run_test(req: EvalRequest) -> dict[str, float]:
@@ -89,6 +99,18 @@ def run_test(req: EvalRequest) -> dict[str, float]:
         raise ValueError(f"the model was trained on classes {classes[1:]} but {dataset.name} "
                          f"has {list(dataset.classes[1:])}")
     records = dataset.load()
+    proposals = None
+    if detector.fast_rcnn:
+        from frcnn.data.proposal_files import load_proposals
+
+        if not req.proposals:
+            raise ValueError("the test net takes its rois as an input (a Fast R-CNN net): give "
+                             "the dataset's proposals with --proposals FILE (see `frcnn "
+                             "proposals`)")
+        proposals = load_proposals(req.proposals, [r["id"] for r in records],
+                                   [(r["width"], r["height"]) for r in records])
+    elif req.proposals:
+        raise ValueError("--proposals given, but the test net makes its own (it has an RPN)")
     if req.max_images:
         records = records[:req.max_images]
     k = len(dataset.classes)
@@ -96,7 +118,8 @@ def run_test(req: EvalRequest) -> dict[str, float]:
                                         for _ in range(k)]
     start = time.time()
     for i, r in enumerate(records):
-        dets = detector.detect(read_image(r["image"]))
+        dets = detector.detect(read_image(r["image"]),
+                               None if proposals is None else proposals[i])
         for c in range(1, k):
             all_dets[c][i] = dets[c]
         if (i + 1) % 25 == 0 or i + 1 == len(records):

@@ -1,4 +1,13 @@
-"""``frcnn train``: generate the run's nets, build the roidb, train with snapshots."""
+"""``frcnn train``: generate the run's nets, build the roidb, train with snapshots.
+
+Two ways in:
+
+- ``--net VARIANT`` (default): the project's generated nets for the dataset's classes;
+- ``--solver SOLVER.prototxt``: py-faster-rcnn's ``tools/train_net.py`` workflow, any
+  solver and its own train net, unchanged (``run_solver_train``).  The train net's
+  RoIDataLayer decides the data: three tops end to end, six tops Fast R-CNN from the
+  ``--proposals`` file.
+"""
 from __future__ import annotations
 
 import os
@@ -10,12 +19,17 @@ from frcnn import config
 from frcnn.app.runs import install_cfg, merged_cfg, prepare_out_dir, write_run_info
 
 
+DEFAULT_NET = "squeezenet/faster_rcnn_end2end"
+
+
 @dataclass
 class TrainRequest:
-    net: str                                   # a variant name, e.g. squeezenet/faster_rcnn_end2end
+    net: str | None                            # a variant name (default DEFAULT_NET)
     dataset: str                               # a registered name or a VOC-format folder
-    iters: int
+    iters: int | None                          # None: the solver's max_iter (--solver only)
     out: str
+    solver: str | None = None                  # a solver.prototxt with its own train net
+    proposals: str | None = None               # precomputed proposals (Fast R-CNN nets)
     root: str | None = None                    # folder of a registered dataset
     weights: str | None = None
     resume: str | None = None
@@ -41,8 +55,19 @@ def run_train(req: TrainRequest) -> str:
     from frcnn.nets import generate, variants
     from frcnn.train import Trainer, TrainOptions, write_solver
 
-    if req.iters < 1:
+    if req.solver:
+        if req.net:
+            raise ValueError("give either --net (a variant) or --solver (a solver with its own "
+                             "train net), not both")
+        from frcnn.app.solver_training import run_solver_train
+
+        return run_solver_train(req)
+    if req.iters is None or req.iters < 1:
         raise ValueError(f"--iters must be >= 1, got {req.iters}")
+    if req.proposals:
+        raise ValueError("--proposals is for Fast R-CNN train nets (a RoIDataLayer with six "
+                         "tops) given with --solver; the generated variants are end to end")
+    req.net = req.net or DEFAULT_NET
     variant = variants.preset(req.net)
     dataset = get_dataset(req.dataset, root=req.root)
     out = prepare_out_dir(req.out, req.force, resume=bool(req.resume))

@@ -14,7 +14,7 @@ pairs shuffled, so consecutive images share an orientation (py-faster-rcnn's gro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -83,24 +83,36 @@ def shuffled_order(widths: np.ndarray, heights: np.ndarray, rng: np.random.Gener
     return np.concatenate([pairs[i] for i in order]) if pairs else np.zeros(0, np.int64)
 
 
+Builder = Callable[[Sequence[dict], np.random.Generator], dict]
+
+
 class MinibatchSource:
     """Endless minibatches from a roidb: ``next()`` -> blobs dict (see module docstring).
 
     Args:
         roidb: entries (frcnn.data.roidb), each with at least one gt box.
         settings: the blob settings.
-        seed: seeds the one Generator used for the order and the scale draws.
+        seed: seeds the one Generator used for the order, the scale draws and any sampling.
         aspect_grouping: see ``shuffled_order``.
+        ims_per_batch: images per minibatch (consecutive in the order).
+        build: ``build(entries, rng)`` -> blobs; default ``get_minibatch`` with
+            ``settings`` (end-to-end blobs; frcnn.data.fast_rcnn has the Fast R-CNN ones).
     """
 
     def __init__(self, roidb: Sequence[dict], settings: BlobSettings, seed: int,
-                 aspect_grouping: bool = True):
+                 aspect_grouping: bool = True, ims_per_batch: int = 1,
+                 build: Builder | None = None):
         settings.check()
         if not len(roidb):
             raise ValueError("the roidb is empty")
+        if ims_per_batch < 1:
+            raise ValueError(f"ims_per_batch must be >= 1, got {ims_per_batch}")
         self.roidb = list(roidb)
         self.settings = settings
         self.aspect_grouping = aspect_grouping
+        self.ims_per_batch = ims_per_batch
+        self._build: Builder = build or (lambda entries, rng: get_minibatch(entries, settings,
+                                                                           rng))
         self.rng = np.random.default_rng(seed)
         self._widths = np.array([e["width"] for e in self.roidb])
         self._heights = np.array([e["height"] for e in self.roidb])
@@ -120,4 +132,5 @@ class MinibatchSource:
         return i
 
     def next(self) -> dict[str, np.ndarray]:
-        return get_minibatch([self.roidb[self.next_index()]], self.settings, self.rng)
+        entries = [self.roidb[self.next_index()] for _ in range(self.ims_per_batch)]
+        return self._build(entries, self.rng)

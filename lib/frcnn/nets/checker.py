@@ -1,9 +1,17 @@
 """``frcnn check NET.prototxt``: what would fail when the net is built or trained.
 
-The prototxt is parsed with caffe_pb2 and protobuf's text format; no net is built, so no
-Python layer runs and nothing needs data.  Blob shapes, feature strides and parameter shapes
-are inferred statically, layer by layer, for the layer types Faster R-CNN nets use (others
-are reported and skipped).  The checks, each reported with the layer's name:
+The prototxt is parsed with caffe_pb2 and protobuf's text format; no caffe.Net is built.
+Blob shapes, feature strides and parameter shapes are inferred statically, layer by layer,
+for the layer types Faster R-CNN nets use (others are reported and skipped).  Then each
+Python layer's own validation runs: its ``setup(bottom, top)`` and ``reshape(bottom, top)``
+are called as Caffe calls them, on numpy stand-in blobs (``frcnn.testing``) -- zeros of the
+inferred bottom shapes, as many tops as the prototxt declares, the net's phase -- and any
+exception is an error of that layer.  So what Caffe refuses when it builds the net (a data
+layer's top count, a bottom count, anchors against the score blob, a missing dataset) is
+reported too.  A layer runs only when every bottom shape is known (statically, or from the
+setup of the Python layer that produces the blob), never on guessed shapes; the global cfg
+(which the layers read, and a RoIDataLayer 'cfg' key merges into) is restored afterwards.
+The checks, each reported with the layer's name:
 
 - a bottom that no earlier layer produces;
 - Python layers: the module does not import or lacks the class; param_str keys unknown to
@@ -22,12 +30,19 @@ are reported and skipped).  The checks, each reported with the layer's name:
 - ROIPooling spatial_scale against 1 / the stride of its feature map; blobs that must have
   equal shapes (SmoothL1Loss, Eltwise) or concatenate (Concat).
 
+- Python layers' setup()/reshape() on stand-in blobs (above; ``imports`` and ``setup``
+  switch it off).
+
 It also counts the parameters (shared blobs once) and the model size as float32.
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 import importlib
+import io
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -69,6 +84,7 @@ class Report:
     num_params: int = 0
     uncounted: list[str] = field(default_factory=list)   # layers whose params were not sized
     param_table: list[tuple[str, list[tuple], int]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)       # shown with verbose only
 
     @property
     def errors(self) -> list[Finding]:
@@ -99,6 +115,7 @@ class Report:
             for name, shapes, count in self.param_table:
                 size = f"{count:,}" if count or not shapes else "shared, counted above"
                 lines.append(f"    {name}: {' '.join(str(list(s)) for s in shapes)} = {size}")
+            lines += [f"  {note}" for note in self.notes]
         lines += [f"  {finding}" for finding in self.findings]
         n = len(self.errors)
         lines.append("  OK: no problems found" if n == 0 else
@@ -107,18 +124,22 @@ class Report:
 
 
 def check_file(path: str | Path, phase: str = "auto", imports: bool = True,
-               input_size: tuple[int, int] = (600, 1000)) -> Report:
+               input_size: tuple[int, int] = (600, 1000), setup: bool = True) -> Report:
     """Check a prototxt file (see the module docstring).
 
     Args:
         phase: 'TRAIN' or 'TEST': the layers whose include/exclude rules select it; 'auto':
             TRAIN when some layer has a loss, else TEST.
-        imports: try importing the Python layers' modules (False: param_str checks only).
+        imports: try importing the Python layers' modules (False: param_str checks only,
+            and no setup runs).
         input_size: (height, width) of the image blob a Python data layer produces, for
             the shapes that depend on it (Input layers give their own).
+        setup: run each imported Python layer's setup() and reshape() on stand-in blobs
+            (False: static checks only; faster, and loads no dataset).
     """
     text = Path(path).read_text()
-    return check_text(text, str(path), phase=phase, imports=imports, input_size=input_size)
+    return check_text(text, str(path), phase=phase, imports=imports, input_size=input_size,
+                      setup=setup)
 
 
 def check_text(text: str, path: str = "<text>", **kwargs: Any) -> Report:
@@ -137,9 +158,10 @@ def check_text(text: str, path: str = "<text>", **kwargs: Any) -> Report:
 
 
 def check_net(net: Any, path: str = "<net>", phase: str = "auto", imports: bool = True,
-              input_size: tuple[int, int] = (600, 1000)) -> Report:
+              input_size: tuple[int, int] = (600, 1000), setup: bool = True) -> Report:
     """Check a caffe_pb2.NetParameter (arguments as check_file)."""
-    return _Checker(net, path, _phase(net, phase), imports, tuple(input_size)).run()
+    return _Checker(net, path, _phase(net, phase), imports, tuple(input_size),
+                    setup=setup).run()
 
 
 def infer_shapes(net: Any, phase: str = "auto",
@@ -226,11 +248,12 @@ def _fmt_scale(scale: float) -> str:
 
 class _Checker:
     def __init__(self, net: Any, path: str, phase: str, imports: bool,
-                 input_size: tuple[int, int]):
+                 input_size: tuple[int, int], setup: bool = False):
         self.net = net
         self.path = path
         self.phase = phase
         self.imports = imports
+        self.run_setup = imports and setup
         self.input_size = input_size
         self.findings: list[Finding] = []
         self.facts: list[str] = []
@@ -240,6 +263,10 @@ class _Checker:
         self.producer: dict[str, int] = {}
         self.sources: list[list[Optional[int]]] = []
         self.python: dict[int, tuple[str, Optional[dict]]] = {}  # idx -> (key, params)
+        self.classes: dict[int, type] = {}          # idx -> the imported Python layer class
+        self.param_failed: set[int] = set()         # Python layers whose param_str failed
+        self.bottom_shapes: dict[int, list[Shape]] = {}  # Python layers' bottoms, as read
+        self.notes: list[str] = []
         self.param_shapes: dict[int, Optional[list[tuple]]] = {}
         self._module_cache: dict[str, Any] = {}
 
@@ -299,8 +326,11 @@ class _Checker:
         report = Report(self.path, net.name or "?", self.phase, len(self.layers))
         self._count_params(report)
         self._check_shared()
+        if self.run_setup:
+            self._run_setups()
         report.findings = self.findings
         report.facts = self.facts
+        report.notes = self.notes
         return report
 
     def _legacy_inputs(self) -> None:
@@ -328,6 +358,7 @@ class _Checker:
             self.error(layer, f"propagate_down is given {len(layer.propagate_down)} times for "
                               f"{len(layer.bottom)} bottoms (Caffe needs 0 or one per bottom)")
         if layer.type == "Python":
+            self.bottom_shapes[idx] = list(shapes)
             self._python_setup(idx, layer)
         tops, strides = self._infer(idx, layer, shapes)
         for i, t in enumerate(layer.top):
@@ -548,6 +579,8 @@ class _Checker:
         cls = None
         if self.imports:
             cls = self._import(layer, pp.module, pp.layer)
+            if cls is not None:
+                self.classes[idx] = cls
         table_key = key if key in LAYER_PARAMS else None
         if table_key is None and cls is not None:
             alias = getattr(cls, "PARAMS", None)
@@ -558,6 +591,7 @@ class _Checker:
             try:
                 params = parse_param_str(pp.param_str, table_key, layer.name)
             except ParamError as e:
+                self.param_failed.add(idx)
                 message = str(e)
                 prefix = f"layer '{layer.name}' ({table_key}): "
                 self.error(layer, message[len(prefix):] if message.startswith(prefix)
@@ -587,6 +621,12 @@ class _Checker:
         unknown: tuple[list[Shape], list] = ([None] * ntop, [None] * ntop)
         if key == DATA_KEY:
             h, w = self.input_size
+            if ntop == 6:  # Fast R-CNN layout: images and precomputed RoIs with targets
+                k = params["num_classes"] if params is not None else None
+                k4 = None if k is None else 4 * k
+                shapes = [(None, 3, h, w), (None, 5), (None,), (None, k4), (None, k4),
+                          (None, k4)]
+                return shapes, [1.0] + [None] * 5
             shapes = [(1, 3, h, w), (1, 3), (None, 5)]
             return shapes[:ntop] + [None] * (ntop - 3), [1.0] + [None] * (ntop - 1)
         if params is None:
@@ -609,6 +649,103 @@ class _Checker:
             outs = [None if s is None else (None,) + tuple(s[1:]) for s in ins[2:]]
             return (outs + [None] * ntop)[:ntop], [None] * ntop
         return unknown
+
+    # ----- Python layers' own setup -----
+    def _run_setups(self) -> None:
+        """Call each imported Python layer's setup() and reshape() as Caffe would, on
+        numpy stand-in blobs; an exception is an error of that layer.  The global cfg is
+        restored afterwards (layers read it, RoIDataLayer's 'cfg' key merges into it);
+        within the run it carries over from layer to layer, as in one Caffe process."""
+        from frcnn import config
+
+        saved = copy.deepcopy(config.cfg)
+        ran: list[str] = []
+        skipped: list[str] = []
+        actual: dict[int, dict[str, tuple]] = {}  # idx -> top name -> shape after setup
+        noise = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(noise), contextlib.redirect_stdout(noise):
+                for idx in sorted(self.classes):
+                    if idx in self.param_failed:
+                        continue
+                    layer = self.layers[idx]
+                    shapes = self._setup_bottoms(idx, actual)
+                    if shapes is None:
+                        skipped.append(layer.name)
+                        continue
+                    ran.append(layer.name)
+                    tops = self._setup_one(idx, layer, shapes)
+                    if tops is not None:
+                        actual[idx] = dict(zip(layer.top, tops))
+        finally:
+            config.cfg.clear()
+            config.cfg.update(saved)
+        if ran:
+            self.notes.append(f"Python layers set up on stand-in blobs: "
+                              f"{', '.join(repr(n) for n in ran)}")
+        if skipped:
+            self.notes.append(f"Python layers not set up (bottom shapes not known "
+                              f"statically): {', '.join(repr(n) for n in skipped)}")
+
+    def _setup_bottoms(self, idx: int, actual: dict[int, dict[str, tuple]]
+                       ) -> Optional[list[tuple]]:
+        """The bottom shapes Caffe would hand the layer at setup: the inferred ones, or
+        those the Python layer producing the blob gave it at its setup; None if one is
+        unknown."""
+        layer = self.layers[idx]
+        out = []
+        for pos, (name, shape) in enumerate(zip(layer.bottom, self.bottom_shapes[idx])):
+            if not _known(shape):
+                src = self.source(idx, pos)
+                shape = actual.get(src, {}).get(name) if src is not None else None
+                if shape is None:
+                    return None
+            out.append(tuple(int(d) for d in shape))
+        return out
+
+    def _setup_one(self, idx: int, layer: Any, shapes: list[tuple]) -> Optional[list[tuple]]:
+        """Run setup() then reshape(); the top shapes, or None after an error (reported)."""
+        import numpy as np
+
+        from frcnn.testing import NumpyBlob, make_layer
+
+        pp = layer.python_param
+        instance = None
+        step = "setup"
+        try:
+            instance = make_layer(self.classes[idx], pp.param_str, self.phase, layer.name)
+            bottom = [NumpyBlob(np.zeros(s, np.float32)) for s in shapes]
+            top = [NumpyBlob() for _ in layer.top]
+            instance.setup(bottom, top)
+            step = "reshape"
+            instance.reshape(bottom, top)
+            return [tuple(t.data.shape) for t in top]
+        except Exception as e:  # the layer's own verdict is the finding
+            self.error(layer, f"{step}() fails as Caffe builds the net: {type(e).__name__}: "
+                              f"{self._strip_label(str(e), instance)}")
+            return None
+        finally:
+            close = getattr(instance, "close", None) if instance is not None else None
+            if callable(close):
+                try:
+                    close()
+                except Exception:
+                    pass
+
+    @staticmethod
+    def _strip_label(message: str, instance: Any) -> str:
+        """The message without the "layer 'name' (module.Class): " prefix the layers'
+        reports_errors adds (the finding names the layer already)."""
+        if instance is not None:
+            try:
+                from frcnn.caffe_layer import layer_label
+
+                prefix = f"{layer_label(instance)}: "
+                if message.startswith(prefix):
+                    return message[len(prefix):]
+            except Exception:
+                pass
+        return re.sub(r"^layer '[^']*' \([\w.]+\): ", "", message, count=1)
 
     # ----- num_classes -----
     def _check_classes(self) -> None:

@@ -161,7 +161,8 @@ def test_undefined_bottom(texts):
 
 PY_NET = """
 name: "imports"
-layer {{ name: "data" type: "Python" top: "data"
+layer {{ name: "data" type: "Python" top: "data" top: "rois" top: "targets"
+  top: "inside_weights" top: "outside_weights"
   python_param {{ module: "{module}" layer: "{layer}" }} }}
 """
 
@@ -175,6 +176,11 @@ def test_python_layer_imports():
     one_error(report, "layer 'data' (Python)", "'no_such_module_xyz' does not import",
               "ModuleNotFoundError")
     assert check(PY_NET.format(module="no_such_module_xyz", layer="L")).ok  # imports off
+    # the layer's own setup runs: one top where SmokeDataLayer makes five fails as in Caffe
+    one_top = PY_NET.format(module="frcnn.smoke", layer="SmokeDataLayer").replace(
+        ' top: "rois" top: "targets"\n  top: "inside_weights" top: "outside_weights"', "")
+    one_error(check(one_top, imports=True), "layer 'data' (Python)", "needs 5 tops")
+    assert check(one_top, imports=True, setup=False).ok
 
 
 def test_report_format_and_invalid_text():

@@ -1,0 +1,221 @@
+"""Files of precomputed proposals, per image of a dataset (for Fast R-CNN training and tests).
+
+Two forms, chosen by the file's extension:
+
+``.pkl`` / ``.pickle``: py-faster-rcnn's (what its ``tools/rpn_generate.py`` writes): a
+    pickled list with one float array (P, 4) = x1 y1 x2 y2 per image, in dataset order
+    (original-image pixels, 0-based inclusive).  A fifth column (a score) is accepted and
+    dropped.  Python 2 pickles load.  Only numpy arrays, lists, tuples and dicts are
+    unpickled (a restricted unpickler): a pickle naming any other Python object is refused
+    rather than run.  A dict {image id: array} is accepted too.
+``.json``: the plain form, matched by image id (so its order does not matter)::
+
+    {"format": "frcnn-proposals", "version": 1, "dataset": "voc_2007_trainval",
+     "images": [{"id": "000005", "boxes": [[x1, y1, x2, y2], ...],
+                 "scores": [0.99, ...]}, ...]}
+
+    ("scores" is optional.)
+
+``load_proposals`` checks the file against the dataset: one set per image (by count for a
+list, by id otherwise), finite numbers; boxes are clipped to their image and those left
+with x2 < x1 or y2 < y1 are dropped, with a one-line report.  Errors name the file and the
+image.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+FORMAT = "frcnn-proposals"
+PICKLE_SUFFIXES = (".pkl", ".pickle")
+
+
+class ProposalFileError(ValueError):
+    """A proposals file that cannot be used with the dataset."""
+
+
+# numpy's array pickling, under its numpy 1 and numpy 2 module names
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("copyreg", "_reconstructor"),
+    ("copy_reg", "_reconstructor"), ("builtins", "object"), ("__builtin__", "object"),
+    # protocol 2 pickles of Python 3 write bytes through these
+    ("_codecs", "encode"), ("builtins", "bytes"), ("__builtin__", "bytes"),
+}
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}: a proposals "
+                                         f"file holds only numpy arrays")
+        if module.startswith("numpy.core") and not hasattr(np, "core"):
+            module = module.replace("numpy.core", "numpy._core", 1)
+        return super().find_class(module, name)
+
+
+def _read_pickle(path: Path) -> Any:
+    with open(path, "rb") as f:
+        data = f.read()
+    errors = []
+    for encoding in ("ASCII", "latin1"):  # latin1 reads Python 2's numpy pickles
+        try:
+            import io
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return _ArrayUnpickler(io.BytesIO(data), encoding=encoding).load()
+        except pickle.UnpicklingError as e:
+            if "refusing" in str(e):
+                raise ProposalFileError(f"{path}: {e}") from None
+            errors.append(str(e))
+        except (UnicodeDecodeError, EOFError, ValueError, TypeError, AttributeError,
+                ImportError, IndexError) as e:
+            errors.append(f"{type(e).__name__}: {e}")
+    raise ProposalFileError(f"{path}: not a readable pickle of proposals ({errors[-1]})")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ProposalFileError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(
+            doc.get("images"), list):
+        raise ProposalFileError(f"{path}: expected a JSON object with \"format\": "
+                                f"\"{FORMAT}\" and an \"images\" list")
+    out: dict[str, Any] = {}
+    for i, item in enumerate(doc["images"]):
+        if not isinstance(item, dict) or "id" not in item or "boxes" not in item:
+            raise ProposalFileError(f"{path}: images[{i}] needs \"id\" and \"boxes\"")
+        key = str(item["id"])
+        if key in out:
+            raise ProposalFileError(f"{path}: image id {key!r} appears twice")
+        out[key] = item["boxes"]
+    return out
+
+
+def _as_boxes(value: Any, where: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ProposalFileError(f"{where}: boxes are not numbers") from None
+    if arr.size == 0:
+        return np.zeros((0, 4), np.float32)
+    if arr.ndim != 2 or arr.shape[1] not in (4, 5):
+        raise ProposalFileError(f"{where}: boxes must be (P, 4) x1 y1 x2 y2 (or (P, 5) with "
+                                f"a score), got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        row = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
+        raise ProposalFileError(f"{where}: box {row} is not finite: {arr[row].tolist()}")
+    return arr[:, :4].astype(np.float32)
+
+
+def _clip(boxes: np.ndarray, width: int | None, height: int | None) -> tuple[np.ndarray, int]:
+    if width is not None and height is not None and len(boxes):
+        boxes = boxes.copy()
+        boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, width - 1)
+        boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, height - 1)
+    ok = (boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])
+    return boxes[ok], int((~ok).sum())
+
+
+def load_proposals(path: str | os.PathLike, image_ids: Sequence[str],
+                   sizes: Sequence[tuple[int, int]] | None = None,
+                   log: Callable[[str], None] | None = print) -> list[np.ndarray]:
+    """One float32 (P, 4) array per image id, in the order of ``image_ids``.
+
+    Args:
+        path: a .pkl/.pickle or .json file (see the module docstring).
+        image_ids: the dataset's image ids in its order.
+        sizes: (width, height) per image, to clip the boxes; None leaves them.
+    Raises:
+        FileNotFoundError, or ProposalFileError naming the file and the image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"proposals file not found: {path}")
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        data = _read_pickle(path)
+    elif path.suffix.lower() == ".json":
+        data = _read_json(path)
+    else:
+        raise ProposalFileError(f"{path}: unknown proposals format (use .pkl, py-faster-rcnn's "
+                                f"pickle, or .json)")
+    if isinstance(data, dict) and "boxes" in data and not any(k in data for k in image_ids):
+        data = data["boxes"]  # {'boxes': [...], ...} as some forks write it
+    if isinstance(data, (list, tuple)):
+        if len(data) != len(image_ids):
+            raise ProposalFileError(f"{path}: {len(data)} proposal sets but the dataset has "
+                                    f"{len(image_ids)} images (a pickle lists every image in "
+                                    f"dataset order)")
+        raw = list(data)
+    elif isinstance(data, dict):
+        missing = [i for i in image_ids if str(i) not in data]
+        if missing:
+            raise ProposalFileError(f"{path}: no proposals for {len(missing)} of the dataset's "
+                                    f"{len(image_ids)} images (e.g. {', '.join(missing[:3])})")
+        raw = [data[str(i)] for i in image_ids]
+    else:
+        raise ProposalFileError(f"{path}: expected a list of per-image boxes, got "
+                                f"{type(data).__name__}")
+    out, dropped = [], 0
+    for k, (image_id, value) in enumerate(zip(image_ids, raw)):
+        boxes = _as_boxes(value, f"{path}: image {image_id}")
+        w, h = sizes[k] if sizes is not None else (None, None)
+        boxes, bad = _clip(boxes, w, h)
+        dropped += bad
+        out.append(boxes)
+    if log is not None:
+        note = f"; dropped {dropped} empty after clipping" if dropped else ""
+        log(f"[proposals] {path.name}: {sum(len(b) for b in out)} boxes for {len(out)} "
+            f"images{note}")
+    return out
+
+
+def save_proposals(path: str | os.PathLike, image_ids: Sequence[str],
+                   boxes: Sequence[np.ndarray], scores: Sequence[np.ndarray] | None = None,
+                   dataset: str = "") -> Path:
+    """Write proposals atomically (a temporary file renamed into place).
+
+    ``.pkl``: py-faster-rcnn's list of float32 (P, 4) arrays in the order of ``image_ids``
+    (pickle protocol 2, which Python 2 reads); ``.json``: the plain form, with scores when
+    given.
+    """
+    path = Path(path)
+    if len(boxes) != len(image_ids) or (scores is not None and len(scores) != len(boxes)):
+        raise ValueError("save_proposals: one boxes array (and scores array) per image id")
+    arrays = [np.asarray(b, np.float32).reshape(-1, 4) for b in boxes]
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        payload = pickle.dumps(arrays, protocol=2)
+    elif path.suffix.lower() == ".json":
+        images = []
+        for k, (image_id, b) in enumerate(zip(image_ids, arrays)):
+            item: dict[str, Any] = {"id": str(image_id),
+                                    "boxes": [[round(float(v), 2) for v in row] for row in b]}
+            if scores is not None:
+                item["scores"] = [round(float(v), 5) for v in np.asarray(scores[k]).ravel()]
+            images.append(item)
+        payload = (json.dumps({"format": FORMAT, "version": 1, "dataset": dataset,
+                               "images": images}) + "\n").encode()
+    else:
+        raise ValueError(f"{path}: use a .pkl (py-faster-rcnn's) or .json proposals file")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
