@@ -172,7 +172,9 @@ def run_solver_train(req) -> str:
     else:
         roidb = training_roidb(records, dataset.num_classes, flip=bool(t.USE_FLIPPED))
 
-    prefix = (Path(sn.solver.snapshot_prefix).name or "model") + t.SNAPSHOT_INFIX
+    # py-faster-rcnn's snapshot names: <snapshot_prefix>[_<SNAPSHOT_INFIX>]_iter_<N>
+    prefix = (Path(sn.solver.snapshot_prefix).name or "model") + (
+        f"_{t.SNAPSHOT_INFIX}" if t.SNAPSHOT_INFIX else "")
     run_solver = write_run_solver(sn, out / "net" / "solver.prototxt", iters,
                                   str(out / "state" / prefix))
     guess = sn.train_net.parent / "test.prototxt" if sn.train_net else None

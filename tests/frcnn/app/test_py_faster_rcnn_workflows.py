@@ -251,3 +251,22 @@ def test_six_top_data_layer_under_plain_caffe_from_its_param_str(workspace, prop
     assert net.blobs["data"].data.shape[0] == 2 and set(rois[:, 0]) <= {0, 1}
     assert len(rois) <= 16 and net.blobs["bbox_targets"].data.shape == (len(rois), 16)
     assert np.isfinite(float(net.blobs["loss_cls"].data))
+
+
+def test_the_command_line_takes_py_faster_rcnns_arguments(workspace, fast_rcnn_model,
+                                                          proposal_files, capsys):
+    from frcnn import cli
+
+    code = cli.main(["test", "--model", fast_rcnn_model,
+                     "--net", str(workspace / "models/tiny/alt_opt/fast_rcnn_test.pt"),
+                     "--imdb", "synth_test", "--root", str(workspace / "data/synth"),
+                     "--cfg", str(workspace / "cfgs/alt_opt.yml"),
+                     "--proposals", str(proposal_files["test"]),
+                     "--out", str(workspace / "out/cli_test"), "--force"])
+    assert code == 0 and "mAP (VOC07 11-point)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--solver", "s.prototxt", "--net", "squeezenet/faster_rcnn_end2end",
+                  "--out", "x"])
+    assert "not allowed with argument" in capsys.readouterr().err
+    assert cli.main(["train", "--out", str(workspace / "out/no_iters")]) == 1
+    assert "--iters must be >= 1" in capsys.readouterr().err
