@@ -147,21 +147,24 @@ def bbox_transform(ex_rois: Any, gt_rois: Any) -> np.ndarray:
     return targets
 
 
-def bbox_transform_inv(boxes: Any, deltas: Any) -> np.ndarray:
-    """Apply (N, 4K) regression deltas to (N, 4) boxes (py-faster-rcnn conventions).
+def bbox_transform_inv(boxes: Any, deltas: Any, exact_inverse: bool = False) -> np.ndarray:
+    """Apply (N, 4K) regression deltas to (N, 4) boxes: py-faster-rcnn's decode.
 
     Args:
       boxes: (N, 4) x1 y1 x2 y2 (inclusive); cast to the dtype of deltas.
       deltas: (N, 4K) float32 or float64, (dx, dy, dw, dh) for each of K classes.
+      exact_inverse: False (the default) decodes exactly as py-faster-rcnn's
+        bbox_transform_inv; True subtracts 1 from x2 and y2, so that
+        bbox_transform_inv(a, bbox_transform(a, b), exact_inverse=True) == b.
     Returns:
       (N, 4K) predicted boxes in deltas' dtype, per class:
       w = x2 - x1 + 1, ctr = x1 + 0.5 * w, pred_ctr = dx * w + ctr,
       pred_w = exp(min(dw, BBOX_XFORM_CLIP)) * w, x1 = pred_ctr - 0.5 * pred_w,
-      x2 = pred_ctr + 0.5 * pred_w - 1, y alike, so that
-      bbox_transform_inv(a, bbox_transform(a, b)) == b in the inclusive convention.
-      py-faster-rcnn's formula omits the - 1 (its x2, y2 come out one pixel too far,
-      the off-by-one Detectron later fixed); its trained models are unaffected, since
-      training targets come from bbox_transform, which is unchanged.
+      x2 = pred_ctr + 0.5 * pred_w, y alike (py-faster-rcnn's formula, also that of the
+      Faster R-CNN Proposal layers of OpenCV, ncnn, TensorRT and OpenVINO).
+      In the inclusive convention that is one pixel wider and taller than the exact
+      inverse: a zero delta turns [0, 0, 9, 9] into [0, 0, 10, 10], and
+      bbox_transform_inv(a, bbox_transform(a, b)) == b + [0, 0, 1, 1].
       dw and dh are clamped at log(1000 / 16) so a wild prediction cannot overflow.
     Raises:
       ValueError: wrong shapes or dtypes, row counts that differ, or NaN/inf values.
@@ -189,8 +192,11 @@ def bbox_transform_inv(boxes: Any, deltas: Any) -> np.ndarray:
     out = np.empty(d.shape, dtype=d.dtype)
     out[:, 0::4] = pred_cx - 0.5 * pred_w
     out[:, 1::4] = pred_cy - 0.5 * pred_h
-    out[:, 2::4] = pred_cx + 0.5 * pred_w - 1
-    out[:, 3::4] = pred_cy + 0.5 * pred_h - 1
+    out[:, 2::4] = pred_cx + 0.5 * pred_w
+    out[:, 3::4] = pred_cy + 0.5 * pred_h
+    if exact_inverse:
+        out[:, 2::4] -= 1
+        out[:, 3::4] -= 1
     return out
 
 

@@ -81,16 +81,94 @@ def _check_file(path: str | os.PathLike, what: str) -> str:
     return str(path)
 
 
-class Detector:
-    """A test net with its weights.
+def prepare_input(im: np.ndarray, settings: DetectSettings) -> tuple[np.ndarray, np.ndarray, float]:
+    """(data blob (1, 3, H', W'), im_info (1, 3) [H', W', scale], scale) for a BGR uint8 image."""
+    if im is None or not hasattr(im, "size") or im.size == 0:
+        raise ValueError("empty image")
+    prepped, scale = prep_im_for_blob(im, settings.pixel_means, settings.scale,
+                                      settings.max_size)
+    blob = im_list_to_blob([prepped])
+    im_info = np.array([[blob.shape[2], blob.shape[3], scale]], np.float32)
+    return blob, im_info, scale
+
+
+class DetectorBase:
+    """What every backend shares: the input blob, decoding, thresholds, NMS, the cap.
+
+    A backend implements ``forward(blob, im_info, rois)`` -> (rois (R, 5), cls_prob (R, K),
+    bbox_pred (R, 4K)) in input-blob pixels (``rois`` given only to Fast R-CNN nets), and
+    sets ``settings``, ``unnormalize``, ``num_classes`` and ``fast_rcnn``.
+    """
+
+    settings: DetectSettings
+    unnormalize: bool = False
+    num_classes: int = 0
+    fast_rcnn: bool = False
+    backend: str = ""
+
+    def forward(self, blob: np.ndarray, im_info: np.ndarray, rois: np.ndarray | None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def raw(self, im: np.ndarray, proposals: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores (R, K), boxes (R, 4K)) for a BGR uint8 image (H, W, 3).
+
+        ``proposals`` (P, 4) in the image's pixels: required by a Fast R-CNN test net (then
+        R = P), refused by an end-to-end one.
+        """
+        if self.fast_rcnn and proposals is None:
+            raise ValueError("this test net takes the rois as an input (Fast R-CNN): give "
+                             "the image's proposals (frcnn test --proposals FILE)")
+        if not self.fast_rcnn and proposals is not None:
+            raise ValueError("this test net makes its own proposals (it has an RPN); "
+                             "proposals are only for Fast R-CNN test nets")
+        s = self.settings
+        blob, im_info, scale = prepare_input(im, s)
+        inverse, given = None, None
+        if self.fast_rcnn:
+            boxes = np.asarray(proposals, np.float32).reshape(-1, 4)
+            if not len(boxes):
+                k = self.num_classes
+                return np.zeros((0, k), np.float32), np.zeros((0, 4 * k), np.float32)
+            given = np.hstack([np.zeros((len(boxes), 1), np.float32), boxes * scale])
+            index, inverse = dedup_rois(given, s.dedup_boxes)
+            given = given[index]
+        rois, cls_prob, bbox_pred = self.forward(blob, im_info, given)
+        rois = np.asarray(rois, np.float32).reshape(-1, 5)
+        scores = np.asarray(cls_prob, np.float32).reshape(len(rois), -1).copy()
+        deltas = np.asarray(bbox_pred, np.float32).reshape(len(rois), -1)
+        norm = (s.means, s.stds) if self.unnormalize else (None, None)
+        boxes = decode_boxes(rois, deltas, scale, im.shape[:2], means=norm[0], stds=norm[1])
+        if inverse is not None:
+            scores, boxes = scores[inverse], boxes[inverse]
+        return scores, boxes
+
+    def detect(self, im: np.ndarray, proposals: np.ndarray | None = None) -> list[np.ndarray]:
+        """Per class (index 0 empty): (D, 5) x1 y1 x2 y2 score, original-image pixels.
+        ``proposals``: see ``raw``."""
+        scores, boxes = self.raw(im, proposals)
+        s = self.settings
+        return select_detections(scores, boxes, s.score_thresh, s.nms_thresh, s.max_per_image,
+                                 device_id=-1)
+
+    def detect_file(self, path: str | os.PathLike) -> list[np.ndarray]:
+        return self.detect(read_image(path))
+
+
+class Detector(DetectorBase):
+    """A test net with its weights, run by Caffe.
 
     Args:
         net: test.prototxt (inputs data (1, 3, H, W) and im_info (1, 3); outputs rois,
-            cls_prob (R, K), bbox_pred (R, 4K)).
+            cls_prob (R, K), bbox_pred (R, 4K)), or a Fast R-CNN test net (inputs data and
+            rois).
         model: the .caffemodel.
         settings: DetectSettings.
         unnormalize: None = decide from the model's sidecar (see the module docstring).
     """
+
+    backend = "caffe"
 
     def __init__(self, net: str, model: str, settings: DetectSettings,
                  unnormalize: bool | None = None):
@@ -122,61 +200,18 @@ class Detector:
         self.meta = meta or {}
         self.num_classes = int(self.net.blobs["cls_prob"].data.shape[1])
 
-    def raw(self, im: np.ndarray, proposals: np.ndarray | None = None
-            ) -> tuple[np.ndarray, np.ndarray]:
-        """(scores (R, K), boxes (R, 4K)) for a BGR uint8 image (H, W, 3).
-
-        ``proposals`` (P, 4) in the image's pixels: required by a Fast R-CNN test net (then
-        R = P), refused by an end-to-end one.
-        """
-        if im is None or im.size == 0:
-            raise ValueError("empty image")
-        if self.fast_rcnn and proposals is None:
-            raise ValueError("this test net takes the rois as an input (Fast R-CNN): give "
-                             "the image's proposals (frcnn test --proposals FILE)")
-        if not self.fast_rcnn and proposals is not None:
-            raise ValueError("this test net makes its own proposals (it has an RPN); "
-                             "proposals are only for Fast R-CNN test nets")
-        s = self.settings
-        prepped, scale = prep_im_for_blob(im, s.pixel_means, s.scale, s.max_size)
-        blob = im_list_to_blob([prepped])
+    def forward(self, blob, im_info, rois):
         net = self.net
         net.blobs["data"].reshape(*blob.shape)
         net.blobs["data"].data[...] = blob
-        inverse = None
-        if self.fast_rcnn:
-            boxes = np.asarray(proposals, np.float32).reshape(-1, 4)
-            if not len(boxes):
-                k = self.num_classes
-                return np.zeros((0, k), np.float32), np.zeros((0, 4 * k), np.float32)
-            rois = np.hstack([np.zeros((len(boxes), 1), np.float32), boxes * scale])
-            index, inverse = dedup_rois(rois, s.dedup_boxes)
-            rois = rois[index]
+        if rois is not None:
             net.blobs["rois"].reshape(*rois.shape)
             net.blobs["rois"].data[...] = rois
         else:
             net.blobs["im_info"].reshape(1, 3)
-            net.blobs["im_info"].data[...] = [[blob.shape[2], blob.shape[3], scale]]
+            net.blobs["im_info"].data[...] = im_info
         out = net.forward()
-        rois = net.blobs["rois"].data.copy()
-        scores = np.asarray(out["cls_prob"]).reshape(len(rois), -1).copy()
-        deltas = np.asarray(out["bbox_pred"]).reshape(len(rois), -1)
-        norm = (s.means, s.stds) if self.unnormalize else (None, None)
-        boxes = decode_boxes(rois, deltas, scale, im.shape[:2], means=norm[0], stds=norm[1])
-        if inverse is not None:
-            scores, boxes = scores[inverse], boxes[inverse]
-        return scores, boxes
-
-    def detect(self, im: np.ndarray, proposals: np.ndarray | None = None) -> list[np.ndarray]:
-        """Per class (index 0 empty): (D, 5) x1 y1 x2 y2 score, original-image pixels.
-        ``proposals``: see ``raw``."""
-        scores, boxes = self.raw(im, proposals)
-        s = self.settings
-        return select_detections(scores, boxes, s.score_thresh, s.nms_thresh, s.max_per_image,
-                                 device_id=-1)
-
-    def detect_file(self, path: str | os.PathLike) -> list[np.ndarray]:
-        return self.detect(read_image(path))
+        return net.blobs["rois"].data.copy(), out["cls_prob"].copy(), out["bbox_pred"].copy()
 
 
 def rpn_proposals(net, im: np.ndarray, settings: DetectSettings
@@ -185,15 +220,11 @@ def rpn_proposals(net, im: np.ndarray, settings: DetectSettings
     with inputs data and im_info and a 'rois' blob; scores from a 'scores' blob when it has
     one, else NaN), for a BGR uint8 image.  The proposal settings are the net's own (its
     ProposalLayer read cfg TEST.RPN_* when the net was built)."""
-    if im is None or im.size == 0:
-        raise ValueError("empty image")
-    prepped, scale = prep_im_for_blob(im, settings.pixel_means, settings.scale,
-                                      settings.max_size)
-    blob = im_list_to_blob([prepped])
+    blob, im_info, scale = prepare_input(im, settings)
     net.blobs["data"].reshape(*blob.shape)
     net.blobs["data"].data[...] = blob
     net.blobs["im_info"].reshape(1, 3)
-    net.blobs["im_info"].data[...] = [[blob.shape[2], blob.shape[3], scale]]
+    net.blobs["im_info"].data[...] = im_info
     net.forward()
     rois = np.asarray(net.blobs["rois"].data).reshape(-1, 5)
     boxes = (rois[:, 1:5] / scale).astype(np.float32)

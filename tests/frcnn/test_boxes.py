@@ -124,12 +124,70 @@ def test_transform_dtype_and_empty():
     assert bbox_transform(np.zeros((0, 4)), np.zeros((0, 4))).shape == (0, 4)
 
 
+def py_faster_rcnn_decode(boxes: np.ndarray, deltas: np.ndarray) -> np.ndarray:
+    """py-faster-rcnn's bbox_transform_inv, transcribed (float64, no dw clamp): the oracle."""
+    widths = boxes[:, 2] - boxes[:, 0] + 1.0
+    heights = boxes[:, 3] - boxes[:, 1] + 1.0
+    ctr_x = boxes[:, 0] + 0.5 * widths
+    ctr_y = boxes[:, 1] + 0.5 * heights
+    out = np.zeros(deltas.shape)
+    for k in range(deltas.shape[1] // 4):
+        dx, dy, dw, dh = (deltas[:, 4 * k + j] for j in range(4))
+        pred_ctr_x = dx * widths + ctr_x
+        pred_ctr_y = dy * heights + ctr_y
+        pred_w = np.exp(dw) * widths
+        pred_h = np.exp(dh) * heights
+        out[:, 4 * k + 0] = pred_ctr_x - 0.5 * pred_w
+        out[:, 4 * k + 1] = pred_ctr_y - 0.5 * pred_h
+        out[:, 4 * k + 2] = pred_ctr_x + 0.5 * pred_w
+        out[:, 4 * k + 3] = pred_ctr_y + 0.5 * pred_h
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transform_inv_is_py_faster_rcnns_decode(dtype):
+    boxes = np.array([[0, 0, 9, 9], [10, 20, 29, 59]], dtype)
+    deltas = np.zeros((2, 12), dtype)
+    # class 1, box 0: w = h = 10, ctr (5, 5); dx = 0.1 -> ctr_x 0.1 * 10 + 5 = 6;
+    # dw = log 2 -> w 20: x1 = 6 - 10 = -4, x2 = 6 + 10 = 16; y: y1 = 5 - 5 = 0, y2 = 5 + 5 = 10
+    deltas[0, 4:8] = [0.1, 0.0, math.log(2.0), 0.0]
+    # class 2, box 1: w 20, h 40, ctr (20, 40); dx = -0.25 -> ctr_x -5 + 20 = 15, w 20:
+    # x1 = 5, x2 = 25; dy = 0.1 -> ctr_y 4 + 40 = 44, dh = log 0.5 -> h 20: y1 = 34, y2 = 54
+    deltas[1, 8:12] = [-0.25, 0.1, 0.0, math.log(0.5)]
+    out = bbox_transform_inv(boxes, deltas)
+    assert out.shape == (2, 12) and out.dtype == dtype
+    # zero deltas: centre and size kept, x2 = ctr + w / 2 = x1 + w, one past the inclusive x2
+    np.testing.assert_allclose(out[:, 0:4], [[0, 0, 10, 10], [10, 20, 30, 60]], rtol=1e-6)
+    np.testing.assert_allclose(out[0, 4:8], [-4, 0, 16, 10], rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(out[1, 8:12], [5, 34, 25, 54], rtol=1e-6)
+    np.testing.assert_allclose(out[0, 8:12], [0, 0, 10, 10], rtol=1e-6)  # zero deltas
+    np.testing.assert_allclose(out[1, 4:8], [10, 20, 30, 60], rtol=1e-6)
+
+    exact = bbox_transform_inv(boxes, deltas, exact_inverse=True)
+    assert exact.dtype == dtype
+    np.testing.assert_allclose(exact[:, 0:4], boxes, rtol=1e-6)
+    np.testing.assert_allclose(exact[0, 4:8], [-4, 0, 15, 9], rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(exact[1, 8:12], [5, 34, 24, 53], rtol=1e-6)
+
+
+def test_transform_inv_matches_py_faster_rcnn_on_random_input():
+    rng = np.random.default_rng(6)
+    boxes = random_boxes(rng, 300)
+    deltas = rng.normal(0, 0.5, (300, 8))  # well inside the dw clamp
+    np.testing.assert_allclose(bbox_transform_inv(boxes, deltas),
+                               py_faster_rcnn_decode(boxes, deltas), rtol=1e-12, atol=1e-9)
+    np.testing.assert_array_equal(bbox_transform_inv(boxes, deltas, exact_inverse=True),
+                                  bbox_transform_inv(boxes, deltas) - np.tile([0, 0, 1, 1], 2))
+
+
 def test_round_trip():
-    """inv(transform(a, b)) == b in the inclusive convention."""
+    """inv(transform(a, b)) == b + [0, 0, 1, 1]; with exact_inverse, == b."""
     rng = np.random.default_rng(5)
     a, b = random_boxes(rng, 500), random_boxes(rng, 500)
-    back = bbox_transform_inv(a, bbox_transform(a, b))
-    np.testing.assert_allclose(back, b, rtol=0, atol=1e-9)
+    t = bbox_transform(a, b)
+    np.testing.assert_allclose(bbox_transform_inv(a, t), b + [0, 0, 1, 1], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(bbox_transform_inv(a, t, exact_inverse=True), b,
+                               rtol=0, atol=1e-9)
 
 
 # Sides within a factor 62.5 of each other: larger scale changes hit the dw clamp.
@@ -143,8 +201,10 @@ def test_property_round_trip(a, b):
     n = min(len(a), len(b))
     a = np.array([[x, y, x + w - 1, y + h - 1] for x, y, w, h in a[:n]])
     b = np.array([[x, y, x + w - 1, y + h - 1] for x, y, w, h in b[:n]])
-    back = bbox_transform_inv(a, bbox_transform(a, b))
-    np.testing.assert_allclose(back, b, rtol=0, atol=1e-9)
+    t = bbox_transform(a, b)
+    np.testing.assert_allclose(bbox_transform_inv(a, t), b + [0, 0, 1, 1], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(bbox_transform_inv(a, t, exact_inverse=True), b,
+                               rtol=0, atol=1e-9)
 
 
 def test_transform_rejects_degenerate_and_mismatched():
@@ -170,18 +230,25 @@ def test_transform_inv_multiclass_and_clamp():
     deltas[:, 8:12] = [0.0, 0.0, 1e4, -1e4]             # class 2: wild scale
     out = bbox_transform_inv(boxes, deltas)
     assert out.shape == (2, 12) and out.dtype == np.float32
-    np.testing.assert_allclose(out[:, 0:4], boxes)
-    np.testing.assert_allclose(out[0, 4:8], [8, -8, 23, 7])
+    np.testing.assert_allclose(out[:, 0:4], boxes + np.float32([0, 0, 1, 1]))
+    # box 0: w = h = 16, ctr (8, 8); ctr moves to (8 + 8, 8 - 8) = (16, 0), size 16:
+    # x1 = 16 - 8 = 8, y1 = 0 - 8 = -8, x2 = 16 + 8 = 24, y2 = 0 + 8 = 8
+    np.testing.assert_allclose(out[0, 4:8], [8, -8, 24, 8])
     assert np.isfinite(out).all()
-    w = 16 * (1000 / 16)  # dw clamped at log(1000 / 16)
-    np.testing.assert_allclose(out[0, 8] - out[0, 10], -(w - 1), rtol=1e-5)
-    np.testing.assert_allclose(out[0, 11] - out[0, 9], -1, atol=1e-3)  # exp(-1e4) * h = 0
+    w = 16 * (1000 / 16)  # dw clamped at log(1000 / 16): pred_w 1000 = x2 - x1
+    np.testing.assert_allclose(out[0, 8] - out[0, 10], -w, rtol=1e-5)
+    np.testing.assert_allclose(out[0, 11] - out[0, 9], 0, atol=1e-3)  # exp(-1e4) * h = 0
+    exact = bbox_transform_inv(boxes, deltas, exact_inverse=True)
+    np.testing.assert_allclose(exact[0, 4:8], [8, -8, 23, 7])
+    np.testing.assert_allclose(exact[0, 8] - exact[0, 10], -(w - 1), rtol=1e-5)
     assert BBOX_XFORM_CLIP == pytest.approx(math.log(62.5))
 
 
 def test_transform_inv_shapes_and_errors():
     assert bbox_transform_inv(np.zeros((0, 4)), np.zeros((0, 8), np.float32)).shape == (0, 8)
     assert bbox_transform_inv(np.zeros((0, 4)), np.zeros((0, 8), np.float32)).dtype == np.float32
+    empty = bbox_transform_inv(np.zeros((0, 4)), np.zeros((0, 8), np.float32), exact_inverse=True)
+    assert empty.shape == (0, 8) and empty.dtype == np.float32
     boxes = np.array([[0, 0, 9, 9]], np.float64)
     with pytest.raises(ValueError, match="deltas must have shape"):
         bbox_transform_inv(boxes, np.zeros((1, 6)))

@@ -27,10 +27,24 @@ def test_folded_model_decodes_like_unfolded_with_unnormalisation():
     np.testing.assert_allclose(ub, b, rtol=1e-5, atol=1e-6)
 
 
-def test_zero_deltas_give_the_rois_in_image_pixels():
+def test_zero_deltas_give_the_rois_in_image_pixels_widened_by_one():
+    # py-faster-rcnn's decode: roi / 2 = [10, 20, 59.5, 39.5], w = 50.5, h = 20.5;
+    # x2 = x1 + w = 60.5, y2 = y1 + h = 40.5
     rois = np.array([[0, 20, 40, 119, 79]], float)
     boxes = decode_boxes(rois, np.zeros((1, 8)), 2.0, (100, 100))
-    np.testing.assert_allclose(boxes[0, 4:], [10, 20, 59.5, 39.5])
+    np.testing.assert_allclose(boxes[0, 4:], [10, 20, 60.5, 40.5])
+
+
+def test_decode_is_py_faster_rcnns_with_normalised_deltas():
+    # roi [0, 0, 9, 9] at scale 1: w = h = 10, ctr (5, 5).  Unnormalised deltas
+    # (0.1, 0, log 2, 0) = raw * stds: ctr_x 0.1 * 10 + 5 = 6, w 20 -> x1 -4, x2 16;
+    # y1 = 5 - 5 = 0, y2 = 5 + 5 = 10; clipped to the 100 x 100 image: [0, 0, 16, 10].
+    rois = np.array([[0, 0, 0, 9, 9]], float)
+    raw = np.zeros((1, 8))
+    raw[0, 4:] = [0.1 / 0.1, 0.0, np.log(2.0) / 0.2, 0.0]
+    boxes = decode_boxes(rois, raw, 1.0, (100, 100), means=MEANS, stds=STDS)
+    assert boxes.dtype == np.float32
+    np.testing.assert_allclose(boxes[0], [0, 0, 10, 10, 0, 0, 16, 10], rtol=1e-6)
 
 
 def test_select_thresholds_nms_and_caps():

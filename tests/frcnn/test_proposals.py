@@ -53,6 +53,22 @@ def test_equals_the_straightforward_pipeline(seed):
     np.testing.assert_array_equal(s, ref_s)
 
 
+def test_hand_computed_proposals_use_py_faster_rcnns_decode():
+    """Three anchors of a 1 x 1 map, decoded as py-faster-rcnn does (x2 = ctr + w / 2)."""
+    anchors = np.array([[0, 0, 15, 15], [100, 100, 131, 131], [184, 184, 199, 199]], float)
+    scores = np.array([0.6, 0.9, 0.3], np.float32).reshape(1, 3, 1, 1)
+    deltas = np.zeros((1, 12, 1, 1), np.float32)
+    # anchor 1: w = h = 32, ctr (116, 116); dx 0.25 -> ctr_x 124, dw log 2 -> w 64:
+    # x1 = 92, x2 = 156; dy -0.25 -> ctr_y 108, h 32: y1 = 92, y2 = 124
+    deltas[0, 4:8, 0, 0] = [0.25, -0.25, np.log(2.0), 0.0]
+    # anchor 0, zero deltas: [0, 0, 16, 16]; anchor 2: [184, 184, 200, 200], clipped to 199
+    p = ProposalParams(pre_nms_top_n=10, post_nms_top_n=10, nms_thresh=0.7, min_size=1)
+    boxes, s = proposals_from_rpn(scores, deltas, anchors, np.array([200.0, 200.0, 1.0]), p)
+    np.testing.assert_allclose(boxes, [[92, 92, 156, 124], [0, 0, 16, 16],
+                                       [184, 184, 199, 199]], rtol=1e-6)
+    np.testing.assert_array_equal(s, np.float32([0.9, 0.6, 0.3]))
+
+
 def test_sorted_clipped_nmsed_and_within_top_n():
     rng = np.random.default_rng(1)
     scores, deltas, anchors = _rpn_outputs(rng)

@@ -49,8 +49,8 @@ def test_positives_are_high_iou_or_some_gts_best_anchor():
 def test_targets_decode_back_to_the_assigned_gt():
     t = _targets()
     pos = np.flatnonzero(t.labels == 1)
-    decoded = bbox_transform_inv(ANCHORS[pos].astype(np.float64),
-                                 t.bbox_targets[pos].astype(np.float64))
+    decoded = bbox_transform_inv(ANCHORS[pos].astype(np.float64),  # targets: exact inverse
+                                 t.bbox_targets[pos].astype(np.float64), exact_inverse=True)
     overlaps = bbox_overlaps(ANCHORS[pos].astype(np.float64), GT[:, :4].astype(np.float64))
     gt = GT[overlaps.argmax(axis=1), :4]
     np.testing.assert_allclose(decoded, gt, atol=1e-3)
@@ -119,7 +119,8 @@ def test_roi_sample_fractions_thresholds_and_targets():
         cols = slice(4 * c, 4 * c + 4)
         assert np.count_nonzero(s.inside_weights[i]) == 4 and np.all(s.inside_weights[i, cols] == 1)
         deltas = s.bbox_targets[i, cols] * np.array(params.normalize_stds)
-        box = bbox_transform_inv(s.rois[i:i + 1, 1:].astype(np.float64), deltas[None])[0]
+        box = bbox_transform_inv(s.rois[i:i + 1, 1:].astype(np.float64), deltas[None],
+                                 exact_inverse=True)[0]
         gt = GT[overlaps[i].argmax(), :4]
         np.testing.assert_allclose(box, gt, atol=1e-2)
     np.testing.assert_array_equal(s.outside_weights, (s.inside_weights > 0).astype(np.float32))

@@ -16,7 +16,12 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="a .caffemodel")
+    p.add_argument("--model", required=True, help="a .caffemodel, or an `frcnn export` folder")
+    p.add_argument("--backend", default="auto",
+                   choices=("auto", "caffe", "onnxruntime", "opencv"),
+                   help="what runs the model (auto: caffe for a caffemodel, onnxruntime for an "
+                        "export folder; opencv needs OpenCV 4.x and an export with "
+                        "caffe-deploy)")
     p.add_argument("--net", help="test.prototxt or a variant name (default: the one the "
                                  "model's .frcnn.json names)")
     p.add_argument("--cfg", dest="cfg_file", help="YAML config merged over the model's")
@@ -99,6 +104,26 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-images", type=int, default=0)
     p.set_defaults(func=_cmd_proposals)
 
+    p = subparsers.add_parser("export", help="export a model for runtimes without Caffe "
+                                             "(ONNX graphs, a Caffe net with a native "
+                                             "Proposal layer)")
+    p.add_argument("--model", required=True, help="the .caffemodel")
+    p.add_argument("--net", help="its test.prototxt (default: the one the model's sidecar "
+                                 "names)")
+    p.add_argument("--format", default="onnx,caffe-deploy",
+                   help="onnx, caffe-deploy, or both comma-separated (default both)")
+    p.add_argument("--out", required=True, help="the export folder")
+    p.add_argument("--cfg", dest="cfg_file", help="YAML config merged over the model's (the "
+                                                  "TEST settings go into the manifest)")
+    p.add_argument("--set", dest="set_pairs", nargs="+", default=[], metavar="KEY VALUE")
+    p.add_argument("--no-check", dest="check", action="store_false",
+                   help="skip the ONNX-against-Caffe check on a test image")
+    norm = p.add_mutually_exclusive_group()
+    norm.add_argument("--unnormalize", dest="unnormalize", action="store_true", default=None,
+                      help="bbox_pred is normalised (fold it into the export)")
+    norm.add_argument("--no-unnormalize", dest="unnormalize", action="store_false")
+    p.set_defaults(func=_cmd_export)
+
     p = subparsers.add_parser("demo", help="the main job: synthetic data, train, test, detect")
     p.add_argument("--out", default="output/demo")
     p.add_argument("--iters", type=int, help="training iterations (default: the recipe's)")
@@ -136,9 +161,20 @@ def _cmd_test(args: argparse.Namespace) -> int:
 
     run_test(EvalRequest(model=args.model, net=args.net, cfg_file=args.cfg_file,
                          set_pairs=_set_pairs(args), unnormalize=args.unnormalize,
+                         backend=args.backend,
                          dataset=args.dataset, root=args.root, out=args.out,
                          force=args.force, max_images=args.max_images,
                          proposals=args.proposals))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from frcnn.app.export import ExportRequest, run_export
+
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    run_export(ExportRequest(model=args.model, out=args.out, net=args.net, formats=formats,
+                             cfg_file=args.cfg_file, set_pairs=_set_pairs(args),
+                             unnormalize=args.unnormalize, check=args.check))
     return 0
 
 
@@ -157,6 +193,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     run_detect(DetectRequest(model=args.model, net=args.net, cfg_file=args.cfg_file,
                              set_pairs=_set_pairs(args), unnormalize=args.unnormalize,
+                             backend=args.backend,
                              images=args.images, out=args.out, thresh=args.thresh,
                              classes=classes))
     return 0

@@ -12,45 +12,103 @@ import numpy as np
 from frcnn.app.runs import install_cfg, merged_cfg, model_context, prepare_out_dir
 
 
+BACKENDS = ("auto", "caffe", "onnxruntime", "opencv")  # auto: caffe for a caffemodel,
+#                                                       onnxruntime for an export folder
+
+
 @dataclass
 class ModelRequest:
-    model: str
+    model: str                            # a .caffemodel, or an `frcnn export` folder
     net: str | None = None                # test.prototxt or a variant name; default: sidecar
     cfg_file: str | None = None
     set_pairs: Sequence[str] = ()
     unnormalize: bool | None = None       # None: from the model's sidecar
+    backend: str = "auto"                 # auto, caffe, onnxruntime or opencv
 
 
 def load_detector(req: ModelRequest, num_classes: int | None = None, work_dir: Path | None = None):
-    """(Detector, class names from the model or None) for a model; installs its cfg.
+    """(detector, class names from the model or None) for a model; installs its cfg.
 
-    The test net is ``req.net`` (a prototxt path, or a variant name generated with
-    ``num_classes``), else the one the model's sidecar names.  The cfg is the defaults <-
-    the model's run cfg <- --cfg <- --set.
+    A caffemodel runs in Caffe: the test net is ``req.net`` (a prototxt path, or a variant
+    name generated with ``num_classes``), else the one the model's sidecar names; the cfg is
+    the defaults <- the model's run cfg <- --cfg <- --set.  An export folder runs in
+    onnxruntime (default for a folder) or OpenCV DNN, with the manifest's settings, then
+    --cfg / --set over them.
     """
-    from frcnn.inference import DetectSettings, Detector
+    from frcnn.deploy.manifest import is_export_folder
 
+    if req.backend not in BACKENDS:
+        raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {req.backend!r}")
+    if is_export_folder(req.model):
+        return _load_exported(req)
     if not Path(req.model).is_file():
         raise FileNotFoundError(f"model not found: {req.model}")
+    if req.backend not in ("auto", "caffe"):
+        raise ValueError(f"--backend {req.backend} runs an export folder: write one with "
+                         f"`frcnn export --model {req.model} --out DIR`, then pass --model DIR")
+    from frcnn.inference import DetectSettings, Detector
+
     meta = model_context(req.model)
     base = [meta["cfg_file"]] if meta.get("cfg_file") and Path(meta["cfg_file"]).is_file() else []
     c = merged_cfg(base, req.cfg_file, req.set_pairs)
     install_cfg(c)
-    net = req.net or meta.get("test_net")
-    if not net:
-        raise ValueError(f"{req.model} has no sidecar naming its test net: pass --net "
-                         f"(a test.prototxt or a variant name)")
-    if not _is_net_file(net):
-        net = _generated_test_net(net, num_classes or len(meta.get("classes", [])) or 0, c,
-                                  work_dir)
-    elif not Path(net).is_file():
-        raise FileNotFoundError(f"test net not found: {net}")
+    net = resolve_test_net(req.net or meta.get("test_net"), req.model,
+                           num_classes or len(meta.get("classes", [])) or 0, c, work_dir)
     detector = Detector(net, req.model, DetectSettings.from_cfg(c), unnormalize=req.unnormalize)
     classes = meta.get("classes")
     if classes and len(classes) != detector.num_classes:
         raise ValueError(f"{req.model}: its sidecar lists {len(classes)} classes but the net "
                          f"{net} outputs {detector.num_classes}")
     return detector, classes
+
+
+def resolve_test_net(net: str | None, model: str, num_classes: int, c, work_dir: Path | None
+                     ) -> str:
+    """A test net path from --net (a prototxt, or a variant name generated for the classes)."""
+    if not net:
+        raise ValueError(f"{model} has no sidecar naming its test net: pass --net "
+                         f"(a test.prototxt or a variant name)")
+    if not _is_net_file(net):
+        return _generated_test_net(net, num_classes, c, work_dir)
+    if not Path(net).is_file():
+        raise FileNotFoundError(f"test net not found: {net}")
+    return net
+
+
+def _load_exported(req: ModelRequest):
+    """An export folder in onnxruntime or OpenCV DNN (see load_detector)."""
+    import dataclasses
+
+    from frcnn.deploy.manifest import load_manifest
+    from frcnn.deploy.onnx_backend import settings_from_manifest
+
+    if req.net:
+        raise ValueError(f"{req.model} is an export folder: its nets are in its manifest "
+                         f"(drop --net)")
+    manifest = load_manifest(req.model)
+    settings = settings_from_manifest(manifest)
+    if req.cfg_file or req.set_pairs:
+        from frcnn.inference import DetectSettings
+
+        c = merged_cfg([], req.cfg_file, req.set_pairs)
+        given = DetectSettings.from_cfg(c)
+        default = DetectSettings.from_cfg(merged_cfg([], None, ()))
+        changed = {f.name: getattr(given, f.name) for f in dataclasses.fields(given)
+                   if getattr(given, f.name) != getattr(default, f.name)}
+        settings = dataclasses.replace(settings, **changed)
+    if req.backend == "caffe":
+        raise ValueError(f"{req.model} is an export folder, which runs in onnxruntime or "
+                         f"opencv; for Caffe pass the caffemodel it was exported from "
+                         f"({manifest.get('source', {}).get('model', '?')})")
+    if req.backend in ("auto", "onnxruntime"):
+        from frcnn.deploy.onnx_backend import OnnxDetector
+
+        detector = OnnxDetector(req.model, settings, manifest=manifest)
+    else:
+        from frcnn.deploy.opencv_detector import OpenCVDetector
+
+        detector = OpenCVDetector(req.model, settings, manifest=manifest)
+    return detector, list(manifest["classes"])
 
 
 def _is_net_file(net: str) -> bool:
@@ -133,7 +191,8 @@ def run_test(req: EvalRequest) -> dict[str, float]:
     print(table, flush=True)
     write_voc_results(out, all_dets, records, dataset.classes)
     (out / "eval.json").write_text(json.dumps(
-        {"dataset": dataset.name, "model": str(req.model), "images": len(records),
+        {"dataset": dataset.name, "model": str(req.model), "backend": detector.backend,
+         "images": len(records),
          "seconds_per_image": round(seconds_per_image, 4), "ap_voc07": aps07,
          "ap_area": aps}, indent=2) + "\n")
     (out / "eval.txt").write_text(table + "\n")

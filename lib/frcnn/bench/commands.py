@@ -230,8 +230,48 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict:
     return results
 
 
+def _cmd_bench_backends(args: argparse.Namespace) -> int:
+    import json
+    import warnings
+
+    from frcnn.bench import arithmetic
+    from frcnn.bench.backends import bench_backends, format_table
+    from frcnn.bench.nets import import_caffe
+    from frcnn.nms import NMSBackendWarning
+    from frcnn.nets.variants import preset
+
+    quick = args.quick
+    backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
+    sizes = args.sizes or (QUICK_SIZES if quick else DEFAULT_SIZES)
+    repeats = args.repeats or (1 if quick else 5)
+    warmup = args.warmup if args.warmup is not None else (0 if quick else 1)
+    import_caffe()
+    start = time.time()
+    gemm = arithmetic.caffe_gemm_rate(512 if quick else 2048)
+    print(f"[bench] backends {', '.join(backends)}: Caffe float32 GEMM "
+          f"{gemm['macs_per_s'] / 1e9:.1f} GMAC/s", flush=True)
+    nets = [("squeezenet", preset("squeezenet/faster_rcnn_end2end")),
+            ("zf", preset("zf/faster_rcnn_end2end"))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NMSBackendWarning)
+        rows = bench_backends(nets, sizes, backends, repeats, warmup, args.seed or 0,
+                              gemm["macs_per_s"], overrides=QUICK_CFG if quick else None,
+                              log=lambda line: print(line, flush=True))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "backends.json").write_text(json.dumps(
+        {"gemm": gemm, "rows": rows, "seconds": round(time.time() - start, 1)}, indent=2) + "\n")
+    print()
+    print(format_table(rows))
+    print(f"\n{time.time() - start:.0f} s; wrote {out / 'backends.json'}")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from frcnn.bench import report
+
+    if args.backends:
+        return _cmd_bench_backends(args)
 
     if args.quick:
         opts = BenchOptions.quick_options()
@@ -304,6 +344,10 @@ def register(subparsers: Any) -> None:
                    help=f"comma-separated parts to run (default all: {','.join(PARTS)})")
     p.add_argument("--seed", type=int, default=None, metavar="N",
                    help="weights and image seed (default 0)")
+    p.add_argument("--backends", default=None, metavar="LIST",
+                   help="compare deployment backends instead (caffe,onnxruntime,opencv): "
+                        "the SqueezeNet and ZF detectors exported and run in each, per stage; "
+                        "writes backends.json")
     p.set_defaults(func=_cmd_bench)
 
     sub = p.add_subparsers(dest="bench_command", metavar="[nms]")

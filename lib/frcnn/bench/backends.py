@@ -1,0 +1,196 @@
+"""The same detector in each backend (caffe, onnxruntime, opencv), stage by stage, one run.
+
+Per test net (random weights, exported once with ``frcnn export`` into a scratch folder)
+and image size: the median of ``repeats`` timed ``detect()`` calls after ``warmup`` (the
+whole detector: input blob, forward, proposals, decoding, NMS), and where the backend can
+split it, the stages: backbone + RPN, proposals, RoI head.  Caffe's stages come from a
+layer-by-layer pass of the same net; onnxruntime's from its two sessions and the proposal
+code between them; OpenCV DNN gives only the total.  The multiply-adds of the net (at that
+size and RoI count) over the time give the achieved rate, reported as a share of a plain
+float32 GEMM on this machine.  Detections are compared with Caffe's (largest box and score
+difference over the detections both keep).
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+BACKENDS = ("caffe", "onnxruntime", "opencv")
+
+
+def _median_ms(values: Sequence[float]) -> float:
+    return float(np.median(values) * 1e3)
+
+
+def _prepare(label: str, variant: Any, work: Path, seed: int) -> tuple[str, str, Path]:
+    """(test prototxt, caffemodel, export folder) for ``variant`` with random weights."""
+    from google.protobuf import text_format
+
+    from frcnn.app.export import ExportRequest, run_export
+    from frcnn.bench import nets as bnets
+    from frcnn.train import write_sidecar
+
+    folder = work / label.replace("/", "_").replace(" ", "_")
+    folder.mkdir(parents=True, exist_ok=True)
+    net_path = folder / "test.prototxt"
+    net_path.write_text(text_format.MessageToString(bnets.variant_net_param(variant, "test")))
+    net = bnets.load_net(bnets.variant_net_param(variant, "test"), "TEST")
+    bnets.randomize(net, seed)
+    model = folder / "model.caffemodel"
+    net.save(str(model))
+    classes = ["__background__"] + [f"class{k}" for k in range(1, variant.num_classes)]
+    write_sidecar(model, {"bbox_normalization_folded": True, "classes": classes,
+                          "means": [0, 0, 0, 0], "stds": [0.1, 0.1, 0.2, 0.2]})
+    run_export(ExportRequest(model=str(model), out=str(folder / "export"), net=str(net_path),
+                             check=False))
+    return str(net_path), str(model), folder / "export"
+
+
+def _caffe_stages(detector: Any, image: np.ndarray, repeats: int) -> dict[str, float]:
+    from frcnn.bench import nets as bnets
+    from frcnn.inference import prepare_input
+
+    net = detector.net
+    lay = bnets.layout(net)
+    blob, im_info, _ = prepare_input(image, detector.settings)
+    detector.forward(blob, im_info, None)
+    runs = np.zeros((repeats, len(lay.names)))
+    for r in range(repeats):
+        bnets.forward_layers(net, runs[r])
+    stage = {s: runs[:, lay.indices(s)].sum(axis=1) for s in bnets.STAGES}
+    return {"backbone_rpn": _median_ms(stage["backbone"] + stage["rpn"]),
+            "proposals": _median_ms(stage["proposal"]), "head": _median_ms(stage["roi_head"])}
+
+
+def _compare(reference: list[np.ndarray], other: list[np.ndarray]) -> dict[str, float]:
+    """Largest |box| and |score| difference between detection lists matched by order."""
+    box, score, count = 0.0, 0.0, 0
+    same_counts = True
+    for a, b in zip(reference[1:], other[1:]):
+        same_counts &= len(a) == len(b)
+        n = min(len(a), len(b))
+        if n:
+            box = max(box, float(np.abs(a[:n, :4] - b[:n, :4]).max()))
+            score = max(score, float(np.abs(a[:n, 4] - b[:n, 4]).max()))
+        count += len(a)
+    return {"max_box_diff": box, "max_score_diff": score, "same_counts": bool(same_counts),
+            "detections": count}
+
+
+def bench_backends(nets: Sequence[tuple[str, Any]], sizes: Sequence[tuple[int, int]],
+                   backends: Sequence[str], repeats: int = 5, warmup: int = 1, seed: int = 0,
+                   gemm_macs_per_s: float | None = None, work_dir: str | None = None,
+                   overrides: dict | None = None,
+                   log: Callable[[str], None] | None = print) -> list[dict]:
+    """Rows {net, size, backend, total_ms, stages (ms), gflops share, parity} (see module)."""
+    from frcnn.bench import nets as bnets
+    from frcnn.bench.arithmetic import layer_macs
+    from frcnn.deploy.onnx_backend import OnnxDetector, settings_from_manifest
+    from frcnn.deploy.opencv_backend import opencv_dnn_available
+    from frcnn.inference import Detector
+
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown:
+        raise ValueError(f"--backends: unknown {unknown}; choose from {', '.join(BACKENDS)}")
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        for label, variant in nets:
+            with bnets.variant_cfg(variant, overrides):
+                net_path, model, export = _prepare(label, variant, Path(tmp), seed)
+                for h, w in sizes:
+                    image = bnets.random_image(np.random.default_rng(seed), h, w)
+                    image = np.clip(image + np.asarray((102.98, 115.95, 122.77)), 0,
+                                    255).astype(np.uint8)
+                    detectors: dict[str, Any] = {}
+                    manifest_settings = None
+                    for backend in backends:
+                        if backend == "opencv" and opencv_dnn_available():
+                            if log:
+                                log(f"  skipped opencv: {opencv_dnn_available()}")
+                            continue
+                        if backend == "onnxruntime":
+                            det = OnnxDetector(export)
+                        elif backend == "opencv":
+                            from frcnn.deploy.opencv_detector import OpenCVDetector
+
+                            det = OpenCVDetector(export)
+                        else:
+                            from frcnn.deploy.manifest import load_manifest
+
+                            manifest_settings = settings_from_manifest(load_manifest(export))
+                            det = Detector(net_path, model, manifest_settings, unnormalize=False)
+                        # the image at its own size: scale 1
+                        import dataclasses
+
+                        det.settings = dataclasses.replace(det.settings, scale=min(h, w),
+                                                           max_size=max(h, w))
+                        detectors[backend] = det
+                    results: dict[str, list[np.ndarray]] = {}
+                    for backend, det in detectors.items():
+                        times, stage_runs = [], []
+                        for r in range(warmup + repeats):
+                            t = time.perf_counter()
+                            dets = det.detect(image)
+                            if r >= warmup:
+                                times.append(time.perf_counter() - t)
+                                if backend == "onnxruntime":
+                                    stage_runs.append(dict(det.timings))
+                        results[backend] = dets
+                        if backend == "caffe":
+                            stages = _caffe_stages(det, image, repeats)
+                        elif stage_runs:
+                            stages = {k: _median_ms([s[k] for s in stage_runs])
+                                      for k in ("backbone_rpn", "proposals", "head")}
+                        else:
+                            stages = {}
+                        row = {"net": label, "size": [h, w], "backend": backend,
+                               "total_ms": _median_ms(times), "stages": stages}
+                        rows.append(row)
+                    macs = None
+                    if "caffe" in detectors:
+                        macs = int(sum(layer_macs(detectors["caffe"].net).values()))
+                    for row in rows[-len(detectors):]:
+                        row["macs"] = macs
+                        if macs and gemm_macs_per_s:
+                            row["gemm_share"] = macs / (row["total_ms"] / 1e3) / gemm_macs_per_s
+                        if "caffe" in results and row["backend"] != "caffe":
+                            row["vs_caffe"] = _compare(results["caffe"], results[row["backend"]])
+                            caffe_ms = next(r["total_ms"] for r in rows[-len(detectors):]
+                                            if r["backend"] == "caffe")
+                            row["time_vs_caffe"] = row["total_ms"] / caffe_ms
+                        if log:
+                            extra = ""
+                            if "vs_caffe" in row:
+                                v = row["vs_caffe"]
+                                extra = (f", {row['time_vs_caffe']:.2f}x Caffe's time, boxes "
+                                         f"within {v['max_box_diff']:.3g} px, scores "
+                                         f"{v['max_score_diff']:.2g}")
+                            log(f"  {label} {h}x{w} {row['backend']}: {row['total_ms']:.1f} ms"
+                                + "".join(f", {k} {v:.1f}" for k, v in row["stages"].items())
+                                + extra)
+    return rows
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """The README's table of bench_backends rows."""
+    lines = ["| net | size | backend | backbone + RPN | proposals | RoI head | total | "
+             "share of GEMM rate | vs Caffe |", "|---|---|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        s = r["stages"]
+
+        def ms(key: str) -> str:
+            return f"{s[key]:.1f}" if key in s else "-"
+        share = f"{100 * r['gemm_share']:.0f}%" if r.get("gemm_share") else "-"
+        vs = "-"
+        if "vs_caffe" in r:
+            v = r["vs_caffe"]
+            vs = (f"{r['time_vs_caffe']:.2f}x time; boxes {v['max_box_diff']:.2g} px, scores "
+                  f"{v['max_score_diff']:.2g}{'' if v['same_counts'] else ', other counts'}")
+        lines.append(f"| {r['net']} | {r['size'][0]}x{r['size'][1]} | {r['backend']} | "
+                     f"{ms('backbone_rpn')} | {ms('proposals')} | {ms('head')} | "
+                     f"{r['total_ms']:.1f} | {share} | {vs} |")
+    return "\n".join(lines)

@@ -1,0 +1,112 @@
+"""The manifest of an export folder: one JSON file that says everything a runtime needs.
+
+``DIR/manifest.json`` (written by ``frcnn export``)::
+
+    format, version            "frcnn-export", 1
+    classes                    names, __background__ first
+    anchors                    {"feat_stride", "base_size", "ratios", "scales"}
+    test                       {"scale", "max_size", "pixel_means", "rpn_pre_nms_top_n",
+                                "rpn_post_nms_top_n", "rpn_nms_thresh", "rpn_min_size",
+                                "nms_thresh", "score_thresh", "max_per_image"}
+    bbox_normalization_folded  true: bbox_pred gives plain deltas (folded at training or at
+                               export); false: multiply by "stds" and add "means" first
+    means, stds
+    onnx                       {"backbone": {"file", "inputs", "outputs"}, "head": {...},
+                                "feature": blob name, "rpn_prob": ..., "rpn_deltas": ...}
+    caffe_deploy               {"prototxt", "caffemodel"} (the native-Proposal Caffe net)
+    files                      {file name: sha256} of every file above
+    source                     the model and net exported, and the parity measured
+
+``load_manifest`` checks the format and every file's hash, so a missing or edited file is
+an error naming it, before any runtime reads it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+FORMAT = "frcnn-export"
+VERSION = 1
+MANIFEST = "manifest.json"
+
+
+class ExportFolderError(ValueError):
+    """An export folder that cannot be used: no manifest, a missing or edited file."""
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to a temporary file beside ``path``, flush it, rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def is_export_folder(path: str | os.PathLike) -> bool:
+    return Path(path).is_dir() and (Path(path) / MANIFEST).is_file()
+
+
+def write_manifest(folder: str | os.PathLike, manifest: dict[str, Any]) -> Path:
+    """Write ``manifest`` (with "files" hashed from the folder) as DIR/manifest.json."""
+    folder = Path(folder)
+    doc = {"format": FORMAT, "version": VERSION, **manifest}
+    doc["files"] = {name: sha256_of(folder / name) for name in sorted(_files_named(doc))}
+    return write_atomic(folder / MANIFEST, (json.dumps(doc, indent=2) + "\n").encode())
+
+
+def _files_named(doc: dict[str, Any]) -> set[str]:
+    names = set()
+    onnx = doc.get("onnx") or {}
+    for part in ("backbone", "head"):
+        if part in onnx:
+            names.add(onnx[part]["file"])
+    deploy = doc.get("caffe_deploy") or {}
+    names.update(v for k, v in deploy.items() if k in ("prototxt", "caffemodel"))
+    return names
+
+
+def load_manifest(folder: str | os.PathLike, check_hashes: bool = True) -> dict[str, Any]:
+    """The manifest of an export folder, its files checked (see the module docstring)."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise ExportFolderError(f"{folder} is not an export folder: no {MANIFEST} (write one "
+                                f"with `frcnn export`)")
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ExportFolderError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ExportFolderError(f"{path}: not an frcnn export manifest")
+    if doc.get("version") != VERSION:
+        raise ExportFolderError(f"{path}: manifest version {doc.get('version')}; this "
+                                f"package reads version {VERSION}")
+    files = doc.get("files") or {}
+    for name in sorted(_files_named(doc)):
+        target = folder / name
+        if not target.is_file():
+            raise ExportFolderError(f"{folder}: {name} is missing (the manifest lists it)")
+        if check_hashes and sha256_of(target) != files.get(name):
+            raise ExportFolderError(f"{target}: its sha256 differs from the manifest's: the "
+                                    f"file was edited or damaged; export again")
+    doc["folder"] = str(folder.resolve())
+    return doc

@@ -1,0 +1,188 @@
+"""frcnn export and the deploy backends, end to end on a real (tiny) trained model.
+
+A SqueezeNet Faster R-CNN trained a few iterations on a tiny synthetic set is exported to
+ONNX and to the Caffe deploy net; the onnxruntime backend must give Caffe's detections, the
+opencv backend must run; a process where ``import caffe`` fails runs the onnxruntime
+backend; bad export folders and models give clear errors.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from frcnn import config
+from frcnn.app.export import ExportRequest, run_export
+from frcnn.app.testing import DetectRequest, EvalRequest, ModelRequest, load_detector, run_test
+from frcnn.app.training import TrainRequest, run_train
+from frcnn.data.blobs import read_image
+from frcnn.data.synth import SynthOptions, write_synth_dataset
+from frcnn.deploy.manifest import ExportFolderError, load_manifest
+
+SMALL = ("TRAIN.SCALES", "(96,)", "TRAIN.MAX_SIZE", "128", "TEST.SCALES", "(96,)",
+         "TEST.MAX_SIZE", "128", "TRAIN.RPN_PRE_NMS_TOP_N", "600", "TRAIN.RPN_POST_NMS_TOP_N",
+         "100", "TRAIN.BATCH_SIZE", "16", "TEST.RPN_POST_NMS_TOP_N", "50",
+         "TEST.SCORE_THRESH", "0.0")
+
+
+@pytest.fixture(autouse=True)
+def restore_cfg():
+    saved = copy.deepcopy(config.cfg)
+    yield
+    config.cfg.clear()
+    config.cfg.update(saved)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    write_synth_dataset(root, SynthOptions(num_train=8, num_test=3, height=96, width=128,
+                                           min_object=24, max_object=48), log=None)
+    return root
+
+
+@pytest.fixture(scope="module")
+def model(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    saved = copy.deepcopy(config.cfg)
+    try:
+        return run_train(TrainRequest(net="squeezenet/faster_rcnn_end2end", dataset="synth_train",
+                                      root=str(data), iters=4, out=str(out), set_pairs=SMALL,
+                                      base_lr=0.001, scales=(1.5, 3), snapshot_iters=0,
+                                      display=2, force=True))
+    finally:
+        config.cfg.clear()
+        config.cfg.update(saved)
+
+
+@pytest.fixture(scope="module")
+def exported(model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    saved = copy.deepcopy(config.cfg)
+    try:
+        run_export(ExportRequest(model=model, out=str(out)))
+    finally:
+        config.cfg.clear()
+        config.cfg.update(saved)
+    return out
+
+
+def images(data) -> list[np.ndarray]:
+    return [read_image(p) for p in sorted((data / "JPEGImages").iterdir())[:3]]
+
+
+def test_export_writes_both_formats_and_a_manifest(exported):
+    m = load_manifest(exported)
+    assert set(m["files"]) == {"backbone.onnx", "head.onnx", "deploy.prototxt",
+                               "deploy.caffemodel"}
+    assert m["classes"] == ["__background__", "circle", "square", "triangle"]
+    assert m["anchors"]["scales"] == [1.5, 3.0] and m["anchors"]["feat_stride"] == 16
+    assert m["test"]["scale"] == 96 and m["test"]["rpn_post_nms_top_n"] == 50
+    assert m["bbox_normalization_folded"] is True
+    parity = m["source"]["parity"]
+    assert max(parity[k] for k in ("feature", "rpn_prob", "rpn_deltas", "cls_prob",
+                                   "bbox_pred")) < 1e-4
+    assert parity["rois"] == 1.0  # our proposals from ONNX's RPN outputs are Caffe's rois
+    text = (exported / "deploy.prototxt").read_text()
+    assert 'type: "Proposal"' in text and 'type: "Python"' not in text
+
+
+def test_onnxruntime_gives_caffes_detections(model, exported, data):
+    caffe_det, _ = load_detector(ModelRequest(model=model))
+    onnx_det, classes = load_detector(ModelRequest(model=str(exported)))
+    assert onnx_det.backend == "onnxruntime" and classes[1] == "circle"
+    total = 0
+    for im in images(data):
+        a, b = caffe_det.detect(im), onnx_det.detect(im)
+        for da, db in zip(a[1:], b[1:]):
+            assert da.shape == db.shape
+            np.testing.assert_allclose(da[:, :4], db[:, :4], atol=0.01)
+            np.testing.assert_allclose(da[:, 4], db[:, 4], atol=1e-4)
+            total += len(da)
+    assert total > 0
+
+
+def test_opencv_backend_runs_the_deploy_net(exported, data):
+    from frcnn.deploy.opencv_backend import opencv_dnn_available
+
+    if opencv_dnn_available():
+        pytest.skip(opencv_dnn_available())
+    det, _ = load_detector(ModelRequest(model=str(exported), backend="opencv"))
+    dets = det.detect(images(data)[0])
+    assert len(dets) == 4 and all(d.shape[1] == 5 for d in dets)
+
+
+def test_test_and_detect_take_an_export_folder(exported, data, tmp_path):
+    aps = run_test(EvalRequest(model=str(exported), dataset="synth_test", root=str(data),
+                               out=str(tmp_path / "eval"), force=True))
+    assert 0 <= aps["mAP"] <= 1
+    assert json.loads((tmp_path / "eval/eval.json").read_text())["backend"] == "onnxruntime"
+    from frcnn.app.testing import run_detect
+
+    image = sorted((data / "JPEGImages").iterdir())[0]
+    rows = run_detect(DetectRequest(model=str(exported), images=[str(image)],
+                                    out=str(tmp_path / "detect"), thresh=0.0))
+    assert rows[0]["detections"] and (tmp_path / "detect" / "detections.json").exists()
+
+
+def test_the_onnxruntime_backend_needs_no_caffe(exported, data, tmp_path):
+    image = sorted((data / "JPEGImages").iterdir())[0]
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "caffe.py").write_text("raise ImportError('caffe is blocked in this test')\n")
+    code = textwrap.dedent(f"""
+        import sys
+        try:
+            import caffe
+        except ImportError as e:
+            print("no caffe:", e)
+        from frcnn.app.testing import ModelRequest, load_detector
+        from frcnn.data.blobs import read_image
+        det, classes = load_detector(ModelRequest(model={str(exported)!r}))
+        dets = det.detect(read_image({str(image)!r}))
+        print("OK", det.backend, sum(len(d) for d in dets), "caffe" in sys.modules and
+              sys.modules["caffe"] is not None and hasattr(sys.modules["caffe"], "Net"))
+    """)
+    env = dict(os.environ, PYTHONPATH=str(blocker) + os.pathsep + os.environ.get("PYTHONPATH",
+                                                                                  ""))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "no caffe: caffe is blocked" in proc.stdout
+    assert "OK onnxruntime" in proc.stdout and proc.stdout.strip().endswith("False")
+
+
+def test_an_edited_or_missing_file_is_named(exported, tmp_path):
+    copy_dir = tmp_path / "copy"
+    shutil.copytree(exported, copy_dir)
+    with open(copy_dir / "head.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ExportFolderError, match=r"head.onnx: its sha256 differs"):
+        load_detector(ModelRequest(model=str(copy_dir)))
+    (copy_dir / "backbone.onnx").unlink()
+    with pytest.raises(ExportFolderError, match=r"backbone.onnx is missing"):
+        load_manifest(copy_dir)
+
+
+def test_backend_choices_are_explained(model, exported):
+    with pytest.raises(ValueError, match="runs an export folder"):
+        load_detector(ModelRequest(model=model, backend="onnxruntime"))
+    with pytest.raises(ValueError, match="is an export folder"):
+        load_detector(ModelRequest(model=str(exported), backend="caffe"))
+
+
+def test_a_truncated_model_is_an_error_not_a_crash(model, tmp_path):
+    bad = tmp_path / "bad.caffemodel"
+    bad.write_bytes(Path(model).read_bytes()[:100])
+    shutil.copy(model + ".frcnn.json", str(bad) + ".frcnn.json")
+    with pytest.raises(ValueError, match="bad.caffemodel"):
+        run_export(ExportRequest(model=str(bad), out=str(tmp_path / "x"),
+                                 net=str(Path(model).parent / "net" / "test.prototxt")))
