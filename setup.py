@@ -50,8 +50,13 @@ setup(
     ext_modules=(cythonize(cpu_extensions, language_level=3) if cpu_extensions else [])
     + cuda_extensions(),
     cmdclass={"build_ext": BuildExtWithCuda},
-    install_requires=["numpy>=2.0", "easydict", "pyyaml", "opencv-python-headless", "protobuf", "six"],
-    extras_require={"test": ["pytest", "hypothesis"]},
+    # OpenCV 4.x: images, and the opencv deploy backend (OpenCV 5 has no Caffe importer)
+    install_requires=["numpy>=2.0", "easydict", "pyyaml", "opencv-python-headless>=4.8,<5",
+                      "protobuf", "six"],
+    extras_require={"test": ["pytest", "hypothesis"],
+                    # a deploy-only install: the onnxruntime backend, no Caffe build
+                    "deploy": ["onnxruntime"],
+                    "export": ["onnx", "onnxruntime"]},
     entry_points={"console_scripts": ["frcnn = frcnn.cli:main"]},
     zip_safe=False,
 )

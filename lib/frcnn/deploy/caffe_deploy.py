@@ -146,9 +146,10 @@ def _uint32(name: str, value: Any, path: Path, positive: bool = True) -> int:
 
 def _float_text(value: float) -> str:
     """A float for a proto text field: shortest repr of the float32 it becomes."""
-    v = float(np.float32(value))
-    text = repr(v)
-    return text[:-2] if text.endswith(".0") else text
+    v = np.float32(value)
+    if not np.isfinite(v):
+        raise ValueError(f"not a finite float: {value!r}")
+    return np.format_float_positional(v, unique=True, trim="-")
 
 
 def _proposal_block(layer: Any, anchors: dict[str, Any], settings: dict[str, Any]) -> str:
