@@ -8,7 +8,11 @@ The test net is cut at its Python ProposalLayer, the one part no runtime execute
 - the proposals: this package's pure code (frcnn.proposals), with the manifest's anchors
   and TEST settings;
 - ``head.onnx``: the feature blob and rois (num_rois, 5) -> cls_prob (R, K) and
-  bbox_pred (R, 4K), ROIPooling as ONNX MaxRoiPool.
+  bbox_pred (R, 4K), ROIPooling as ONNX MaxRoiPool (the portable graph);
+- ``head_pooled.onnx``: the same head from the pooled blob (R, C, ph, pw) on.  This
+  package's onnxruntime backend pools with its own kernel (frcnn.roi_pool, the Caffe
+  layer's semantics) and runs this graph, because onnxruntime's MaxRoiPool is about 5x
+  slower on CPU.
 
 ``caffe-deploy``: the same net as Caffe files with a native ``Proposal`` layer
 (frcnn.deploy.caffe_deploy), for OpenCV DNN 4.x and the embedded toolchains that read Caffe.
@@ -136,15 +140,24 @@ def export_onnx(net_path: str | Path, weights: dict[str, list[np.ndarray]], out_
     head_inputs = {plan.feature: (1, channels, "feature_height", "feature_width"),
                    plan.rois: ("num_rois", 5)}
     head = convert(plan.head, weights, head_inputs, list(OUTPUTS), "head", opset=opset)
+    pool = next(layer for layer in plan.head if layer.type == "ROIPooling")
+    rp = pool.roi_pooling_param
+    pooled = {pool.top[0]: ("num_rois", channels, int(rp.pooled_h), int(rp.pooled_w))}
+    head_pooled = convert([layer for layer in plan.head if layer is not pool], weights, pooled,
+                          list(OUTPUTS), "head_pooled", opset=opset)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(out_dir / "backbone.onnx", backbone.SerializeToString())
-    write_atomic(out_dir / "head.onnx", head.SerializeToString())
-    onnx.checker.check_model(str(out_dir / "backbone.onnx"))
-    onnx.checker.check_model(str(out_dir / "head.onnx"))
+    for file, model in (("backbone.onnx", backbone), ("head.onnx", head),
+                        ("head_pooled.onnx", head_pooled)):
+        write_atomic(out_dir / file, model.SerializeToString())
+        onnx.checker.check_model(str(out_dir / file))
     section = {"backbone": {"file": "backbone.onnx", "inputs": [plan.data],
                             "outputs": backbone_outputs},
                "head": {"file": "head.onnx", "inputs": [plan.feature, plan.rois],
                         "outputs": list(OUTPUTS)},
+               "head_pooled": {"file": "head_pooled.onnx", "inputs": [pool.top[0]],
+                               "outputs": list(OUTPUTS)},
+               "roi_pooling": {"pooled_h": int(rp.pooled_h), "pooled_w": int(rp.pooled_w),
+                               "spatial_scale": float(rp.spatial_scale)},
                "feature": plan.feature, "rpn_prob": plan.rpn_prob,
                "rpn_deltas": plan.rpn_deltas, "opset": opset}
     return section, plan

@@ -12,7 +12,9 @@
                                export); false: multiply by "stds" and add "means" first
     means, stds
     onnx                       {"backbone": {"file", "inputs", "outputs"}, "head": {...},
-                                "feature": blob name, "rpn_prob": ..., "rpn_deltas": ...}
+                                "head_pooled": {...}, "roi_pooling": {pooled_h, pooled_w,
+                                spatial_scale}, "feature": blob name, "rpn_prob": ...,
+                                "rpn_deltas": ...}
     caffe_deploy               {"prototxt", "caffemodel"} (the native-Proposal Caffe net)
     files                      {file name: sha256} of every file above
     source                     the model and net exported, and the parity measured
@@ -76,7 +78,7 @@ def write_manifest(folder: str | os.PathLike, manifest: dict[str, Any]) -> Path:
 def _files_named(doc: dict[str, Any]) -> set[str]:
     names = set()
     onnx = doc.get("onnx") or {}
-    for part in ("backbone", "head"):
+    for part in ("backbone", "head", "head_pooled"):
         if part in onnx:
             names.add(onnx[part]["file"])
     deploy = doc.get("caffe_deploy") or {}

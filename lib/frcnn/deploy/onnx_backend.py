@@ -49,6 +49,14 @@ def proposal_settings(manifest: dict[str, Any]) -> tuple[AnchorGrid, ProposalPar
     return grid, params
 
 
+def _native_roi_pool() -> bool:
+    try:
+        import frcnn._native.roi_pool  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 class OnnxDetector(DetectorBase):
     """An export folder's ONNX graphs in onnxruntime.
 
@@ -56,12 +64,15 @@ class OnnxDetector(DetectorBase):
         folder: an ``frcnn export`` folder (its manifest and files are checked).
         settings: overrides of the manifest's TEST settings (None: the manifest's).
         threads: onnxruntime intra-op threads (None: onnxruntime's default, all cores).
+        portable_head: run head.onnx (MaxRoiPool inside) even where head_pooled.onnx and
+            the compiled RoI pooling kernel could run.
     """
 
     backend = "onnxruntime"
 
     def __init__(self, folder: str | os.PathLike, settings: DetectSettings | None = None,
-                 threads: int | None = None, manifest: dict[str, Any] | None = None):
+                 threads: int | None = None, manifest: dict[str, Any] | None = None,
+                 portable_head: bool = False):
         reason = onnxruntime_available()
         if reason:
             raise RuntimeError(f"the onnxruntime backend needs onnxruntime: {reason}")
@@ -87,6 +98,15 @@ class OnnxDetector(DetectorBase):
                                               options, providers=["CPUExecutionProvider"])
         self._head = ort.InferenceSession(os.path.join(folder, onnx["head"]["file"]),
                                           options, providers=["CPUExecutionProvider"])
+        # the pooled head with this package's RoI pooling kernel where both are there
+        self._pooling = onnx.get("roi_pooling") if "head_pooled" in onnx else None
+        if self._pooling is not None and (portable_head or not _native_roi_pool()):
+            self._pooling = None
+        if self._pooling is not None:
+            self._head_pooled = ort.InferenceSession(
+                os.path.join(folder, onnx["head_pooled"]["file"]), options,
+                providers=["CPUExecutionProvider"])
+            self._pooled_input = onnx["head_pooled"]["inputs"][0]
         self._data = onnx["backbone"]["inputs"][0]
         self._outputs = [onnx["feature"], onnx["rpn_prob"], onnx["rpn_deltas"]]
         self._rois = onnx["head"]["inputs"][1]
@@ -113,6 +133,13 @@ class OnnxDetector(DetectorBase):
         if not len(rois):
             k = self.num_classes
             return np.zeros((0, k), np.float32), np.zeros((0, 4 * k), np.float32)
+        if self._pooling is not None:
+            from frcnn.roi_pool import roi_pool
+
+            p = self._pooling
+            pooled = roi_pool(feature, rois, p["pooled_h"], p["pooled_w"], p["spatial_scale"])
+            cls_prob, bbox_pred = self._head_pooled.run(None, {self._pooled_input: pooled})
+            return cls_prob, bbox_pred
         cls_prob, bbox_pred = self._head.run(
             None, {self._outputs[0]: feature, self._rois: np.ascontiguousarray(rois)})
         return cls_prob, bbox_pred

@@ -24,11 +24,14 @@ Notes on the mappings that are not one-to-one:
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
+
+if TYPE_CHECKING:
+    from caffe.proto.caffe_pb2 import LayerParameter
 
 MIN_OPSET = 13  # Softmax with Caffe's single-axis semantics
 
@@ -76,18 +79,13 @@ class _Checks:
         """Check ``model_shape`` against ``needed(dims of value)`` once shapes are known."""
         self.items.append((layer, what, model_shape, value, needed))
 
-    def run(self, model: onnx.ModelProto) -> None:
-        try:
-            inferred = onnx.shape_inference.infer_shapes(model)
-        except Exception:  # shape inference is a best-effort check here
-            return
+    def run(self, types: dict[str, onnx.TypeProto]) -> None:
+        """Raise ValueError for the first check that the inferred ``types`` fail."""
         shapes: dict[str, list[int | None]] = {}
-        for v in list(inferred.graph.input) + list(inferred.graph.value_info) + \
-                list(inferred.graph.output):
-            t = v.type.tensor_type
-            if t.HasField("shape"):
-                shapes[v.name] = [d.dim_value if d.HasField("dim_value") else None
-                                  for d in t.shape.dim]
+        for name, t in types.items():
+            if t.tensor_type.HasField("shape"):
+                shapes[name] = [d.dim_value if d.HasField("dim_value") else None
+                                for d in t.tensor_type.shape.dim]
         for layer, what, model_shape, value, needed in self.items:
             if value not in shapes:
                 continue
@@ -103,21 +101,35 @@ class _Checks:
                                  f"{_dims(model_shape)} but the net needs {_dims(need)}")
 
 
+class _Shared:
+    """Caffe blobs sharing one memory (Split tops, Reshape and Flatten tops and bottoms):
+    an in-place layer writing one of them changes them all."""
+
+    def __init__(self, blob: str) -> None:
+        self.members: set[str] = {blob}
+        self.reshaped = False  # some members see the memory with another shape
+
+
 class _Builder:
     """The ONNX graph under construction: nodes, initializers and the blob -> value map.
 
     ``blobs`` maps a Caffe blob name to the ONNX value holding its current contents
     (in-place layers make new values); ``rank`` maps ONNX values to their rank.
+    ``shared`` groups blobs that share memory in Caffe; ``pending`` holds, for a blob whose
+    shared memory an in-place layer rewrote under another shape, (new value, a value of the
+    blob's own shape), reshaped when the blob is next read.
     """
 
     def __init__(self, weights: dict[str, list[np.ndarray]], reserved: set[str]) -> None:
         self.weights = weights
         self.nodes: list[onnx.NodeProto] = []
-        self.initializers: list[TensorProto] = []
+        self.model = onnx.ModelProto()  # initializers go straight into its graph (no copies)
         self.used: set[str] = set(reserved)
         self.node_names: set[str] = set()
         self.blobs: dict[str, str] = {}
         self.rank: dict[str, int] = {}
+        self.shared: dict[str, _Shared] = {}
+        self.pending: dict[str, tuple[str, str]] = {}
         self.checks = _Checks()
 
     def unique(self, base: str) -> str:
@@ -132,9 +144,14 @@ class _Builder:
     def const(self, base: str, value: np.ndarray) -> str:
         """An initializer (float32, or int64 for integer arrays) named after ``base``."""
         value = np.asarray(value)
-        value = value.astype(np.int64 if value.dtype.kind in "iu" else np.float32)
+        value = value.astype(np.dtype("<i8") if value.dtype.kind in "iu" else np.dtype("<f4"),
+                             copy=False)
         name = self.unique(base)
-        self.initializers.append(numpy_helper.from_array(value, name))
+        tensor = self.model.graph.initializer.add()
+        tensor.name = name
+        tensor.data_type = TensorProto.INT64 if value.dtype.kind == "i" else TensorProto.FLOAT
+        tensor.dims.extend(value.shape)
+        tensor.raw_data = np.ascontiguousarray(value).tobytes()
         return name
 
     def scalar(self, base: str, value: float) -> str:
@@ -162,11 +179,41 @@ class _Builder:
         if blob not in self.blobs:
             raise ValueError(f"layer '{layer.name}' reads blob '{blob}', which neither an "
                              f"input nor an earlier layer produces")
+        return self.current(blob)
+
+    def current(self, blob: str) -> str:
+        """The ONNX value of Caffe blob ``blob`` now (a pending rewrite reshaped in)."""
+        if blob in self.pending:
+            value, like = self.pending.pop(blob)
+            shape = self.node("Shape", [like], f"{blob}/shared_shape", rank=1)
+            self.blobs[blob] = self.node("Reshape", [value, shape], f"{blob}/shared",
+                                         rank=self.rank.get(like))
         return self.blobs[blob]
 
     def write(self, blob: str, value: str) -> None:
-        """Make ``value`` the current contents of Caffe blob ``blob``."""
+        """Make ``value`` the current contents of Caffe blob ``blob``; when ``blob``
+        exists (an in-place layer), also of the blobs sharing its memory."""
+        group = self.shared.get(blob)
+        if blob in self.blobs and group is not None:
+            for other in group.members - {blob}:
+                if group.reshaped:
+                    like = self.pending[other][1] if other in self.pending else self.blobs[other]
+                    self.pending[other] = (value, like)
+                else:
+                    self.blobs[other] = value
+        self.pending.pop(blob, None)
         self.blobs[blob] = value
+
+    def share(self, top: str, bottom: str, reshaped: bool) -> None:
+        """Record that Caffe's ``top`` shares ``bottom``'s memory (``reshaped``: as a view
+        of another shape)."""
+        group = self.shared.setdefault(bottom, _Shared(bottom))
+        old = self.shared.get(top)
+        if old is not None and old is not group:
+            old.members.discard(top)
+        group.members.add(top)
+        group.reshaped |= reshaped
+        self.shared[top] = group
 
     def rank_of(self, layer, value: str) -> int:
         if value not in self.rank:
@@ -319,13 +366,14 @@ def _pooling(b: _Builder, layer) -> None:
 
 
 def _unary(op: str) -> Callable[[_Builder, object], None]:
-    def convert(b: _Builder, layer) -> None:
+    """The converter of a layer that is the elementwise ONNX ``op``."""
+    def convert_unary(b: _Builder, layer) -> None:
         """Elementwise: any shape -> the same shape."""
         _arity(layer, 1, 1)
         x = b.read(layer)
         b.write(layer.top[0], b.node(op, [x], layer.name, out=layer.top[0],
                                      rank=b.rank.get(x)))
-    return convert
+    return convert_unary
 
 
 def _relu(b: _Builder, layer) -> None:
@@ -355,9 +403,7 @@ def _power(b: _Builder, layer) -> None:
     if p.power != 1:
         y = b.node("Pow", [y, b.scalar(f"{layer.name}/power", p.power)], f"{layer.name}/power",
                    rank=r)
-    if y == x:
-        y = b.node("Identity", [x], layer.name, out=layer.top[0], rank=r)
-    b.write(layer.top[0], y)
+    b.write(layer.top[0], y)  # y is x for the identity power
 
 
 def _dropout(b: _Builder, layer) -> None:
@@ -440,6 +486,8 @@ def _shape_slice(b: _Builder, layer, x: str, start: int, end: int | None, tag: s
 def _flatten(b: _Builder, layer) -> None:
     """Merge axes axis..end_axis: (d0, .., d_axis, .., d_end, ..) -> (d0, .., prod, ..)."""
     _arity(layer, 1, 1)
+    if layer.top[0] == layer.bottom[0]:
+        raise _unsupported(layer, "Caffe does not allow it in place")
     p = layer.flatten_param
     x = b.read(layer)
     r = b.rank_of(layer, x)
@@ -459,11 +507,14 @@ def _flatten(b: _Builder, layer) -> None:
                                                         f"{layer.name}/target", axis=0)
         y = b.node("Reshape", [x, shape], layer.name, out=layer.top[0], rank=out_rank)
     b.write(layer.top[0], y)
+    b.share(layer.top[0], layer.bottom[0], reshaped=True)
 
 
 def _reshape(b: _Builder, layer) -> None:
     """Caffe Reshape at axis 0, num_axes -1: dims 0 copy the input's, one -1 is inferred."""
     _arity(layer, 1, 1)
+    if layer.top[0] == layer.bottom[0]:
+        raise _unsupported(layer, "Caffe does not allow it in place")
     p = layer.reshape_param
     if p.axis != 0 or p.num_axes != -1:
         raise _unsupported(layer, f"reshape_param axis {p.axis}, num_axes {p.num_axes} "
@@ -475,6 +526,7 @@ def _reshape(b: _Builder, layer) -> None:
     shape = b.const(f"{layer.name}/shape", np.array(dims, dtype=np.int64))
     b.write(layer.top[0], b.node("Reshape", [x, shape], layer.name, out=layer.top[0],
                                  rank=len(dims)))
+    b.share(layer.top[0], layer.bottom[0], reshaped=True)
 
 
 def _inner_product(b: _Builder, layer) -> None:
@@ -624,7 +676,9 @@ def _split(b: _Builder, layer) -> None:
     _arity(layer, 1, None)
     x = b.read(layer)
     for top in layer.top:
-        b.write(top, x)
+        if top != layer.bottom[0]:
+            b.write(top, x)
+            b.share(top, layer.bottom[0], reshaped=False)
 
 
 def _roi_pooling(b: _Builder, layer) -> None:
@@ -671,11 +725,13 @@ _CONVERTERS: dict[str, Callable[[_Builder, object], None]] = {
 
 def _name_outputs(b: _Builder, outputs: Sequence[str]) -> None:
     """Give the graph outputs their Caffe names: rename the producing value, else Identity."""
-    produced = {o for node in b.nodes for o in node.output}
-    taken: set[str] = set()
     for name in outputs:
         if name not in b.blobs:
             raise ValueError(f"no layer produces the requested output '{name}'")
+        b.current(name)
+    produced = {o for node in b.nodes for o in node.output}
+    taken: set[str] = set()
+    for name in outputs:
         value = b.blobs[name]
         if value == name:
             continue
@@ -688,6 +744,8 @@ def _name_outputs(b: _Builder, outputs: Sequence[str]) -> None:
             for blob, v in b.blobs.items():
                 if v == value:
                     b.blobs[blob] = name
+            b.checks.items = [(lay, what, shape, name if v == value else v, need)
+                              for lay, what, shape, v, need in b.checks.items]
             produced.add(name)
         else:
             b.nodes.append(helper.make_node("Identity", [value], [name],
@@ -700,7 +758,7 @@ def _value_info(name: str, shape: Sequence[int | str] | None) -> onnx.ValueInfoP
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, dims)
 
 
-def convert(layers: Sequence, weights: dict[str, list[np.ndarray]],
+def convert(layers: Sequence[LayerParameter], weights: dict[str, list[np.ndarray]],
             inputs: dict[str, Sequence[int | str]], outputs: Sequence[str], name: str,
             opset: int = 17) -> onnx.ModelProto:
     """The ONNX model (float32) of Caffe ``layers`` run in order.
@@ -716,6 +774,8 @@ def convert(layers: Sequence, weights: dict[str, list[np.ndarray]],
                          f"{onnx.defs.onnx_opset_version()}")
     if not outputs:
         raise ValueError("no outputs requested")
+    if len(set(outputs)) != len(outputs):
+        raise ValueError(f"outputs {list(outputs)} name a blob twice")
     b = _Builder(weights, set(inputs) | set(outputs))
     for blob, shape in inputs.items():
         b.blobs[blob] = blob
@@ -731,26 +791,37 @@ def convert(layers: Sequence, weights: dict[str, list[np.ndarray]],
             raise _unsupported(layer, "its type is not supported")
         converter(b, layer)
     _name_outputs(b, outputs)
-    graph = helper.make_graph(b.nodes, name,
-                              [_value_info(n, s) for n, s in inputs.items()],
-                              [_value_info(n, None) for n in outputs], b.initializers)
-    opsets = [helper.make_opsetid("", opset)]
-    model = helper.make_model(graph, opset_imports=opsets, producer_name="frcnn.deploy")
-    model.ir_version = helper.find_min_ir_version_for(opsets)
-    b.checks.run(model)
-    _output_shapes(model)
+    model = b.model
+    model.graph.name = name
+    model.graph.node.extend(b.nodes)
+    model.graph.input.extend([_value_info(n, s) for n, s in inputs.items()])
+    model.graph.output.extend([_value_info(n, None) for n in outputs])
+    model.opset_import.add(domain="", version=opset)
+    model.producer_name = "frcnn.deploy"
+    model.ir_version = helper.find_min_ir_version_for(list(model.opset_import))
+    types = _infer_types(model)
+    b.checks.run(types)
+    for out in model.graph.output:
+        if out.name in types and types[out.name].tensor_type.HasField("shape"):
+            out.type.CopyFrom(types[out.name])
     onnx.checker.check_model(model)
     return model
 
 
-def _output_shapes(model: onnx.ModelProto) -> None:
-    """Copy the inferred shapes of the graph outputs into them (where inference knows)."""
+def _infer_types(model: onnx.ModelProto, small: int = 4096) -> dict[str, onnx.TypeProto]:
+    """Value name -> inferred type, by ONNX shape inference on the graph with its large
+    initializers declared as inputs (so the weights are not copied); {} if it fails."""
+    graph = model.graph
+    kept = [t for t in graph.initializer if int(np.prod(t.dims, dtype=np.int64)) <= small]
+    declared = [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                for t in graph.initializer if int(np.prod(t.dims, dtype=np.int64)) > small]
+    skeleton = helper.make_graph(list(graph.node), graph.name, list(graph.input) + declared,
+                                 list(graph.output), kept)
+    skeleton_model = helper.make_model(skeleton, opset_imports=list(model.opset_import))
+    skeleton_model.ir_version = model.ir_version
     try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:
-        return
-    known = {v.name: v for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
-    for out in model.graph.output:
-        v = known.get(out.name)
-        if v is not None and v.type.tensor_type.HasField("shape"):
-            out.type.CopyFrom(v.type)
+        inferred = onnx.shape_inference.infer_shapes(skeleton_model)
+    except Exception:  # shape inference is best effort: only checks and output shapes use it
+        return {}
+    return {v.name: v.type for v in list(inferred.graph.input) +
+            list(inferred.graph.value_info) + list(inferred.graph.output)}

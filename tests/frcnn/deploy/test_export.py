@@ -81,8 +81,8 @@ def images(data) -> list[np.ndarray]:
 
 def test_export_writes_both_formats_and_a_manifest(exported):
     m = load_manifest(exported)
-    assert set(m["files"]) == {"backbone.onnx", "head.onnx", "deploy.prototxt",
-                               "deploy.caffemodel"}
+    assert set(m["files"]) == {"backbone.onnx", "head.onnx", "head_pooled.onnx",
+                               "deploy.prototxt", "deploy.caffemodel"}
     assert m["classes"] == ["__background__", "circle", "square", "triangle"]
     assert m["anchors"]["scales"] == [1.5, 3.0] and m["anchors"]["feat_stride"] == 16
     assert m["test"]["scale"] == 96 and m["test"]["rpn_post_nms_top_n"] == 50
@@ -108,6 +108,16 @@ def test_onnxruntime_gives_caffes_detections(model, exported, data):
             np.testing.assert_allclose(da[:, 4], db[:, 4], atol=1e-4)
             total += len(da)
     assert total > 0
+
+
+def test_the_portable_head_gives_the_same_detections(exported, data):
+    from frcnn.deploy.onnx_backend import OnnxDetector
+
+    fast, portable = OnnxDetector(exported), OnnxDetector(exported, portable_head=True)
+    assert fast._pooling is not None and portable._pooling is None
+    for im in images(data):
+        for a, b in zip(fast.detect(im)[1:], portable.detect(im)[1:]):
+            np.testing.assert_allclose(a, b, atol=1e-4)
 
 
 def test_opencv_backend_runs_the_deploy_net(exported, data):
