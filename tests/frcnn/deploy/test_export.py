@@ -196,3 +196,22 @@ def test_a_truncated_model_is_an_error_not_a_crash(model, tmp_path):
     with pytest.raises(ValueError, match="bad.caffemodel"):
         run_export(ExportRequest(model=str(bad), out=str(tmp_path / "x"),
                                  net=str(Path(model).parent / "net" / "test.prototxt")))
+
+
+def test_a_missing_backend_package_is_named(exported, tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "onnxruntime.py").write_text("raise ImportError('blocked in this test')\n")
+    code = textwrap.dedent(f"""
+        from frcnn.app.testing import ModelRequest, load_detector
+        try:
+            load_detector(ModelRequest(model={str(exported)!r}))
+        except RuntimeError as e:
+            print("ERROR", e)
+    """)
+    env = dict(os.environ, PYTHONPATH=str(blocker) + os.pathsep + os.environ.get("PYTHONPATH",
+                                                                                  ""))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert "ERROR the onnxruntime backend needs onnxruntime" in proc.stdout, proc.stderr
+    assert "pip install onnxruntime" in proc.stdout
