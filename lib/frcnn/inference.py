@@ -177,10 +177,19 @@ class Detector(DetectorBase):
         _check_file(net, "test net")
         _check_file(model, "model")
         caffe.set_mode_cpu()
+        from frcnn.model_files import load_weights
+
+        meta = read_sidecar(model)
+        size = (meta or {}).get("model_bytes")
+        if size is not None and Path(model).stat().st_size != size:
+            raise ValueError(f"{model} is {Path(model).stat().st_size} bytes but its sidecar "
+                             f"says {size}: a half-written or replaced model")
+
         try:
-            self.net = caffe.Net(net, caffe.TEST, weights=model)
-        except Exception as e:  # a net/model mismatch aborts in C++; this catches the rest
-            raise RuntimeError(f"cannot load {model} into {net}: {e}") from e
+            self.net = caffe.Net(net, caffe.TEST)
+        except Exception as e:
+            raise RuntimeError(f"cannot build the test net {net}: {e}") from e
+        load_weights(self.net, model)  # checked in Python first: Caffe would abort
         inputs = set(self.net.inputs)
         # py-faster-rcnn's Fast R-CNN test nets take the rois as an input and have no im_info
         self.fast_rcnn = "rois" in inputs and "im_info" not in inputs
@@ -193,7 +202,6 @@ class Detector(DetectorBase):
             if blob not in self.net.blobs:
                 raise ValueError(f"{net} is not a detection test net: no '{blob}' output")
         self.settings = settings
-        meta = read_sidecar(model)
         if unnormalize is None:
             unnormalize = not (meta or {}).get("bbox_normalization_folded", False)
         self.unnormalize = unnormalize

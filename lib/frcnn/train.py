@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from frcnn.detection import fold_bbox_normalization
+from frcnn.model_files import save_net_atomically
 
 SIDECAR_SUFFIX = ".frcnn.json"
 
@@ -51,8 +52,14 @@ class TrainOptions:
 
 
 def write_sidecar(model_path: str | os.PathLike, meta: dict) -> None:
-    """Write ``<model>.frcnn.json``: what the test path must know about the model."""
-    Path(str(model_path) + SIDECAR_SUFFIX).write_text(json.dumps(meta, indent=2) + "\n")
+    """Write ``<model>.frcnn.json`` (atomically): what the test path must know about the
+    model, plus the model file's size."""
+    path = Path(str(model_path) + SIDECAR_SUFFIX)
+    if Path(model_path).is_file():
+        meta = {**meta, "model_bytes": Path(model_path).stat().st_size}
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def read_sidecar(model_path: str | os.PathLike) -> dict | None:
@@ -87,7 +94,9 @@ class Trainer:
         elif options.weights:
             if not Path(options.weights).exists():
                 raise FileNotFoundError(f"initial weights not found: {options.weights}")
-            self.net.copy_from(options.weights)
+            from frcnn.model_files import load_weights
+
+            load_weights(self.net, options.weights)  # checked first: Caffe would abort
         if roidb is not None:
             data_layer = self.net.layers[0]
             if not hasattr(data_layer, "set_roidb"):
@@ -109,7 +118,7 @@ class Trainer:
             params[0].data[...], params[1].data[...] = fold_bbox_normalization(
                 w, b, self.options.means, self.options.stds)
         try:
-            self.net.save(str(path))
+            save_net_atomically(self.net, path)
         finally:
             if folded:
                 params[0].data[...], params[1].data[...] = w, b

@@ -20,7 +20,12 @@ Notes on the mappings that are not one-to-one:
 - ROIPooling (caffe-fast-rcnn's: rounded roi corners, bins floor/ceil, empty bins 0) is
   ONNX MaxRoiPool, whose onnxruntime kernel has the same arithmetic.
 - In-place layers (top == bottom) are renamed internally, since ONNX is SSA; graph
-  outputs carry the requested Caffe blob names.
+  outputs carry the requested Caffe blob names.  Caffe's Split, Reshape and Flatten tops
+  share their bottom's memory, so an in-place layer on one of them changes the others
+  too; the converter follows that (a rewrite seen through another shape is reshaped).
+- BatchNorm divides the stored mean and variance by the moving-average factor s (uses 0
+  when s is 0, as Caffe does); ``use_global_stats: false`` (batch statistics at test) is
+  refused.
 """
 from __future__ import annotations
 

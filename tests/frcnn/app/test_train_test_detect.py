@@ -122,3 +122,26 @@ def test_cli_help_lists_the_commands():
                           text=True)
     for command in ("train", "test", "detect", "demo"):
         assert command in proc.stdout
+
+
+def test_a_damaged_model_is_an_error_in_process(trained, tmp_path):
+    """Caffe would abort the process on a truncated caffemodel; we raise first."""
+    import shutil
+
+    from frcnn.app.testing import ModelRequest, load_detector
+
+    out, model = trained
+    cut = tmp_path / "cut.caffemodel"
+    cut.write_bytes(Path(model).read_bytes()[:1000])
+    meta = json.loads(Path(model + ".frcnn.json").read_text())
+    meta["test_net"] = str(out / "net" / "test.prototxt")
+    meta["cfg_file"] = str(out / "cfg.yml")
+    (tmp_path / "cut.caffemodel.frcnn.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="bytes but its sidecar says"):
+        load_detector(ModelRequest(model=str(cut)))
+    meta.pop("model_bytes")
+    (tmp_path / "cut.caffemodel.frcnn.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="cut.caffemodel: not a caffemodel"):
+        load_detector(ModelRequest(model=str(cut)))
+    assert read_sidecar(model)["model_bytes"] == Path(model).stat().st_size
+    shutil.rmtree(tmp_path)

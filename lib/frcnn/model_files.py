@@ -1,0 +1,63 @@
+"""Model files checked in Python before Caffe reads them, and written so none is half-written.
+
+Caffe aborts the whole process (a failed CHECK, SIGABRT) when a caffemodel is truncated or
+its blobs do not fit the net; ``load_weights`` reads the file with the protobuf messages
+first and raises ``ValueError`` naming the file and the mismatch, then copies the weights
+in (Caffe's own rule: by layer name; layers missing on either side are skipped).
+
+``save_net_atomically`` writes a caffemodel under a temporary name in the same folder and
+renames it into place, so a kill during the write leaves the previous file intact.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+
+def check_weights_fit(net: Any, model: str | os.PathLike) -> int:
+    """Raise ValueError unless every layer of ``model`` that ``net`` (a caffe.Net) also has
+    holds as many blobs of the same shapes; return the number of layers that will load."""
+    from frcnn.deploy.caffe_files import read_caffemodel
+
+    weights = read_caffemodel(model)
+    matched = 0
+    for name, blobs in weights.items():
+        if name not in net.params:
+            continue
+        params = net.params[name]
+        if len(blobs) != len(params):
+            raise ValueError(f"{model}: layer '{name}' has {len(blobs)} weight blob(s) but the "
+                             f"net's layer has {len(params)}")
+        for i, (blob, param) in enumerate(zip(blobs, params)):
+            want = tuple(param.data.shape)
+            if tuple(blob.shape) != want and blob.size != param.data.size:
+                raise ValueError(f"{model}: layer '{name}' blob {i} is {tuple(blob.shape)} but "
+                                 f"the net needs {want} (a model of another net or class "
+                                 f"count?)")
+        matched += 1
+    if weights and not matched:
+        raise ValueError(f"{model}: none of its layers ({', '.join(sorted(weights)[:5])}...) "
+                         f"is in the net: a model of another net?")
+    return matched
+
+
+def load_weights(net: Any, model: str | os.PathLike) -> None:
+    """``net.copy_from(model)`` after ``check_weights_fit`` (see the module docstring)."""
+    check_weights_fit(net, model)
+    net.copy_from(str(model))
+
+
+def save_net_atomically(net: Any, path: str | os.PathLike) -> Path:
+    """``net.save(path)`` through a temporary file in the same folder, renamed into place."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        net.save(str(tmp))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
