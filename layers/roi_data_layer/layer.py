@@ -73,7 +73,7 @@ _TOPS = ("data", "im_info", "gt_boxes")
 FAST_RCNN_TOPS = ("data", "rois", "labels", "bbox_targets", "bbox_inside_weights",
                   "bbox_outside_weights")
 # param_str keys that only mean something together with 'dataset', and their unset values
-_DATASET_ONLY = {"root": "", "split": "", "classes": "", "use_difficult": False,
+_DATASET_ONLY = {"root": "", "images": "", "split": "", "classes": "", "use_difficult": False,
                  "skip_bad": False, "flip": None, "proposals": ""}
 
 
@@ -143,7 +143,7 @@ class RoIDataLayer(caffe.Layer):
 
     def _load_dataset(self, p: dict, flip: bool) -> None:
         dataset = get_dataset(p["dataset"], p["root"] or None, p["split"] or None,
-                              parse_classes(p["classes"]))
+                              parse_classes(p["classes"]), images=p["images"] or None)
         if dataset.num_classes != self._num_classes:
             raise ValueError(f"param_str num_classes is {self._num_classes} but dataset "
                              f"{dataset.name} has {dataset.num_classes} classes "

@@ -18,6 +18,7 @@ import numpy as np
 import caffe
 from frcnn.caffe_layer import check_bottoms, check_tops, layer_params, reports_errors
 from frcnn.config import cfg
+from frcnn.nms import nms_device
 from frcnn.ohem import OHEMParams, integer_labels, roi_losses, select_hard_rois
 
 _BOTTOMS = ("cls_prob_readonly", "bbox_pred_readonly", "rois", "labels", "bbox_targets",
@@ -40,7 +41,7 @@ class OHEMDataLayer(caffe.Layer):
                                   nms_thresh=t.OHEM_NMS_THRESH)
         if self._params.batch_size < 1:
             raise ValueError(f"TRAIN.OHEM_BATCH_SIZE must be >= 1, got {self._params.batch_size}")
-        self._device_id = cfg.GPU_ID if cfg.USE_GPU_NMS else None
+        self._device_id = nms_device(cfg.USE_GPU_NMS, cfg.GPU_ID)
         k = self._classes(bottom)
         top[0].reshape(1, 5)
         top[1].reshape(1)

@@ -15,6 +15,7 @@ import caffe
 from frcnn.anchors import AnchorGrid
 from frcnn.caffe_layer import check_bottoms, check_tops, layer_params, phase_key, reports_errors
 from frcnn.config import cfg
+from frcnn.nms import nms_device
 from frcnn.proposals import proposals_from_rpn
 from frcnn.rpn_setup import proposal_params
 
@@ -31,7 +32,7 @@ class ProposalLayer(caffe.Layer):
         self._num_anchors = self._grid.num_anchors
         self._phase = phase_key(self)
         self._params = proposal_params(cfg, self._phase)
-        self._device_id = cfg.GPU_ID if cfg.USE_GPU_NMS else None
+        self._device_id = nms_device(cfg.USE_GPU_NMS, cfg.GPU_ID)
         self._check_blobs(bottom)
         top[0].reshape(1, 5)
         if len(top) > 1:

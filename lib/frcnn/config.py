@@ -123,7 +123,9 @@ KEYS: tuple[Key, ...] = (
         "(py-faster-rcnn's (1, 1, 3) form [[[B, G, R]]] is accepted)"),
     Key("RNG_SEED", 3, "seed of every random generator (sampling, shuffling)"),
     Key("EPS", 1e-14, "a small number"),
-    Key("USE_GPU_NMS", True, "use the CUDA NMS where it was built and a GPU is present"),
+    Key("USE_GPU_NMS", "auto", "NMS device: 'auto' the CUDA NMS where it was built and a GPU "
+        "is present, else the CPU; True the GPU (one warning and the CPU without one); "
+        "False the CPU"),
     Key("GPU_ID", 0, "the GPU to use"),
     Key("EXP_DIR", "default", "name of the experiment's output folder"),
     Key("ROOT_DIR", "", "py-faster-rcnn's project root", _NOT_PATHS),
@@ -181,6 +183,13 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     def fail() -> ConfigError:
         return ConfigError(f"config key {name}: expected {type(default).__name__} like "
                            f"{default!r}, got {value!r}")
+
+    if name == "USE_GPU_NMS":  # True, False or 'auto' (the default)
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        raise ConfigError(f"config key {name}: expected true, false or 'auto', got {value!r}")
 
     if isinstance(default, bool):
         if isinstance(value, bool):

@@ -63,10 +63,14 @@ LAYER_PARAMS: dict[str, dict[str, Param]] = {
         "num_classes": Param("int", doc="classes including background (checked against the "
                                         "dataset's class list)"),
         "dataset": Param("str", "", "dataset to load at setup: a registered name "
-                                    "(synth_train, voc_2007_trainval, ...) or the path of a "
-                                    "VOC-format folder; '' = wait for set_roidb() from Python"),
+                                    "(synth_train, voc_2007_trainval, ...), the path of a "
+                                    "VOC-format folder or of a COCO instances .json; '' = "
+                                    "wait for set_roidb() from Python"),
         "root": Param("str", "", "folder of a named dataset (default data/synth, "
                                  "data/VOCdevkit<year>); relative to the current directory"),
+        "images": Param("str", "", "image folder of a COCO .json dataset (default: "
+                                   "ROOT/<split> beside ROOT/annotations/, else ROOT, else "
+                                   "the json's folder)"),
         "split": Param("str", "", "ImageSets/Main/<split>.txt of a path dataset (default "
                                   "trainval)"),
         "classes": Param("str", "", "class names without __background__, comma-separated, "

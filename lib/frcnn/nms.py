@@ -5,6 +5,11 @@ to the CUDA kernel (where it was built and a GPU is present), else to the Cython
 kernel, else to the numpy reference.  All backends compute the same IoU with the same
 floating-point operations in the dtype of ``dets``, so they return identical lists.
 
+Which device: ``nms_device(cfg.USE_GPU_NMS, cfg.GPU_ID)`` turns the cfg into the
+``device_id`` to pass.  'auto' (the default) and ``device_id=None`` take the GPU where it is
+usable, else the CPU, silently; ``True`` / an int >= 0 ask for the GPU and, without one,
+print one line to stderr once per process and use the CPU; ``False`` / a negative int: the CPU.
+
 Conventions (py-faster-rcnn):
   * ``dets`` is (N, 5) float32 or float64: x1 y1 x2 y2 score, inclusive pixel corners,
     so width = x2 - x1 + 1 and area = (x2 - x1 + 1) * (y2 - y1 + 1).
@@ -17,7 +22,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -27,6 +31,7 @@ __all__ = [
     "available_backends",
     "gpu_device_count",
     "nms",
+    "nms_device",
     "nms_cpu",
     "nms_gpu",
     "nms_reference",
@@ -34,7 +39,9 @@ __all__ = [
 
 
 class NMSBackendWarning(RuntimeWarning):
-    """Issued once per process when ``nms`` falls back from the GPU (or from Cython)."""
+    """Kept for code that filters it; no longer issued: a fallback the user asked about
+    (GPU NMS asked for but unusable, or the Cython kernel not built) is one stderr line per
+    process instead (no source line), and the 'auto' choice falls back silently."""
 
 
 try:  # the Cython CPU kernel; always built by ``pip install -e .``
@@ -155,16 +162,28 @@ def available_backends() -> tuple[str, ...]:
     return tuple(names)
 
 
+def nms_device(use_gpu_nms: Any = "auto", gpu_id: int = 0) -> int:
+    """The ``device_id`` for ``nms`` from cfg.USE_GPU_NMS and cfg.GPU_ID.
+
+    'auto': ``gpu_id`` where the CUDA kernel is built and that device is present, else -1
+    (the CPU), without a message.  True: ``gpu_id`` (the user asked for the GPU; ``nms``
+    says once per process when it is not usable and runs on the CPU).  False: -1.
+    """
+    if isinstance(use_gpu_nms, str) and use_gpu_nms.strip().lower() == "auto":
+        gpu = int(gpu_id)
+        return gpu if gpu >= 0 and _gpu_unavailable_reason(gpu) is None else -1
+    if isinstance(use_gpu_nms, (bool, np.bool_)):
+        return int(gpu_id) if use_gpu_nms else -1
+    raise ValueError(f"USE_GPU_NMS must be True, False or 'auto', got {use_gpu_nms!r}")
+
+
 def _warn_once(key: str, message: str) -> None:
+    """``message`` on stderr, once per process per key (one line, no source line)."""
     with _lock:
         if key in _warned:
             return
         _warned.add(key)
-    # Point the warning at the caller's line, outside this module.
-    frame, level = sys._getframe(1), 2
-    while frame is not None and frame.f_globals.get("__name__") == __name__:
-        frame, level = frame.f_back, level + 1
-    warnings.warn(message, NMSBackendWarning, stacklevel=level)
+    print(message, file=sys.stderr, flush=True)
 
 
 def _gpu_unavailable_reason(device_id: int) -> str | None:
@@ -188,14 +207,16 @@ def _cpu_or_numpy() -> Callable[[np.ndarray, float, int], np.ndarray]:
 
 
 def _choose_backend(device_id: int | None) -> Callable[[np.ndarray, float, int], np.ndarray]:
-    """The sorted-box kernel to run: GPU where asked for (or automatic) and usable."""
+    """The sorted-box kernel to run: the GPU where asked for (or automatic) and usable."""
     if device_id is not None and device_id < 0:
         return _cpu_or_numpy()
     gpu = 0 if device_id is None else int(device_id)
     reason = _gpu_unavailable_reason(gpu)
     if reason is None:
         return lambda boxes, thresh, max_keep: _gpu_nms.nms_sorted(boxes, thresh, max_keep, gpu)
-    _warn_once("gpu", f"frcnn.nms: GPU NMS unavailable: {reason}; using the CPU.")
+    if device_id is not None:  # asked for explicitly (USE_GPU_NMS True): say so, once
+        _warn_once("gpu", f"frcnn.nms: USE_GPU_NMS is True (GPU {gpu}) but {reason}; "
+                          f"using the CPU")
     return _cpu_or_numpy()
 
 
@@ -248,9 +269,10 @@ def nms(dets: Any, thresh: float, device_id: int | None = None,
       thresh: IoU threshold in [0, 1]; a box is suppressed by a kept box when their
         IoU is strictly greater than thresh (compared in the dtype of ``dets``).
       device_id: None picks the GPU (device 0) when the CUDA kernel is built and a
-        device is present, else the CPU; an int >= 0 asks for that GPU; a negative
-        int forces the CPU.  Falling back from a GPU to the CPU warns once per process
-        (``NMSBackendWarning``).
+        device is present, else the CPU, silently; an int >= 0 asks for that GPU (when
+        it is unusable, one line on stderr per process, then the CPU); a negative int
+        forces the CPU.  ``nms_device(cfg.USE_GPU_NMS, cfg.GPU_ID)`` gives it from
+        the cfg.
       max_keep: stop after this many boxes are kept (None: no limit).  The result is
         then exactly the first max_keep entries of the unlimited result.
 

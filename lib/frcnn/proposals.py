@@ -115,7 +115,8 @@ def proposals_from_rpn(fg_scores: np.ndarray, bbox_deltas: np.ndarray, anchors: 
         anchors: (H * W * A, 4) anchors of the map in anchor order.
         im_info: (3,) input-blob height, width, scale.
         params: top-N sizes, NMS threshold, minimum size.
-        device_id: GPU for NMS where available (None: the CPU).
+        device_id: ``frcnn.nms.nms``'s device (None: the GPU where usable, else the
+            CPU; -1: the CPU; see ``frcnn.nms.nms_device``).
     Returns:
         boxes (R, 4) float32 and scores (R,) float32, sorted by score, descending (ties:
         lower anchor index first); exactly those of the straightforward pipeline.

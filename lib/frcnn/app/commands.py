@@ -42,8 +42,13 @@ def register(subparsers: Any) -> None:
     net.add_argument("--solver", help="a solver.prototxt whose own train net is trained "
                                       "unchanged (py-faster-rcnn's tools/train_net.py)")
     p.add_argument("--dataset", "--imdb", dest="dataset", default="synth_train",
-                   help="registered name (synth_train, voc_2007_trainval, ...) or VOC folder")
+                   help="registered name (synth_train, voc_2007_trainval, ...), VOC folder "
+                        "or COCO instances_<split>.json")
     p.add_argument("--root", help="folder of a registered dataset")
+    p.add_argument("--images", metavar="DIR", help="image folder of a COCO .json dataset "
+                                                   "(default: ROOT/<split> beside ROOT/"
+                                                   "annotations/, else ROOT, else the "
+                                                   "json's folder)")
     p.add_argument("--proposals", help="precomputed proposals of the dataset, for a Fast "
                                        "R-CNN train net (.pkl as py-faster-rcnn's "
                                        "rpn_generate writes it, or .json)")
@@ -69,8 +74,10 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("test", help="evaluate a model on a dataset (VOC mAP)")
     _model_args(p)
-    p.add_argument("--dataset", "--imdb", dest="dataset", default="synth_test")
+    p.add_argument("--dataset", "--imdb", dest="dataset", default="synth_test",
+                   help="registered name, VOC folder or COCO .json (adds the COCO metrics)")
     p.add_argument("--root")
+    p.add_argument("--images", metavar="DIR", help="image folder of a COCO .json dataset")
     p.add_argument("--proposals", help="the dataset's proposals, for a Fast R-CNN test net "
                                        "(rois as an input)")
     p.add_argument("--out", default="output/test")
@@ -146,7 +153,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     run_train(TrainRequest(
         net=args.net, solver=args.solver, proposals=args.proposals,
-        dataset=args.dataset, root=args.root, iters=args.iters, out=args.out,
+        dataset=args.dataset, root=args.root, images=args.images, iters=args.iters,
+        out=args.out,
         weights=args.weights, resume=args.resume, cfg_file=args.cfg_file,
         set_pairs=_set_pairs(args), base_lr=args.base_lr, stepsize=args.stepsize,
         iter_size=args.iter_size, clip_gradients=args.clip_gradients, ratios=args.ratios,
@@ -162,7 +170,8 @@ def _cmd_test(args: argparse.Namespace) -> int:
     run_test(EvalRequest(model=args.model, net=args.net, cfg_file=args.cfg_file,
                          set_pairs=_set_pairs(args), unnormalize=args.unnormalize,
                          backend=args.backend,
-                         dataset=args.dataset, root=args.root, out=args.out,
+                         dataset=args.dataset, root=args.root, images=args.images,
+                         out=args.out,
                          force=args.force, max_images=args.max_images,
                          proposals=args.proposals))
     return 0

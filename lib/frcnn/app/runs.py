@@ -10,11 +10,17 @@ A training run folder (``frcnn train --out DIR``) holds::
 
 A snapshot's sidecar names the run's test net, cfg and classes (relative to the model), so
 ``frcnn test --model DIR/..caffemodel`` and ``frcnn detect`` need nothing else.
+
+``frcnn test`` and ``frcnn detect`` write derived, cheap output: by default into a folder
+beside the model (``derived_out_dir``), which they mark (``.frcnn-output``) and replace on
+the next run; a training run folder is never replaced (``prepare_out_dir``).
 """
 from __future__ import annotations
 
 import copy
 import json
+import re
+import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -51,6 +57,69 @@ def prepare_out_dir(out: str | Path, force: bool, resume: bool = False) -> Path:
                               f"write into it (files may be overwritten) or choose another")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+OUTPUT_MARKER = ".frcnn-output"  # in a folder `frcnn test` / `frcnn detect` made: {"command"}
+
+
+def default_derived_out(command: str, model: str | Path, dataset: str | None = None) -> Path:
+    """The default output folder of ``frcnn test`` / ``frcnn detect`` for a model.
+
+    A caffemodel ``DIR/NAME.caffemodel``: ``DIR/NAME_test_<dataset>`` and
+    ``DIR/NAME_detect``; an export folder ``EXPORT``: ``EXPORT/test_<dataset>`` and
+    ``EXPORT/detect``.  ``<dataset>`` is the dataset's name, or for a path its last part
+    (a COCO file without ``.json``), with characters other than letters, digits and
+    ``._-`` as ``_``.  FileNotFoundError when the model does not exist (nothing is made).
+    """
+    path = Path(model)
+    if not path.exists():
+        raise FileNotFoundError(f"model not found: {model}")
+    leaf = command
+    if dataset is not None:
+        name = Path(str(dataset).rstrip("/\\")).name or str(dataset)
+        if name.lower().endswith(".json"):
+            name = name[:-len(".json")]
+        leaf = f"{command}_{re.sub(r'[^A-Za-z0-9._-]+', '_', name).strip('._') or 'dataset'}"
+    if path.is_dir():
+        return path / leaf
+    return path.parent / f"{path.stem}_{leaf}"
+
+
+def derived_out_dir(out: str | Path, command: str, force: bool = False) -> Path:
+    """The output folder of a command whose output is derived (``frcnn test``, ``detect``).
+
+    A missing or empty folder is made and marked as this command's (``OUTPUT_MARKER``); a
+    folder this command marked before is emptied and reused (re-running just works); any
+    other non-empty folder needs ``force`` and is then written into as it is (files of the
+    same name are overwritten, nothing else is deleted, and it is not marked).
+    """
+    path = Path(out)
+    marker = path / OUTPUT_MARKER
+    if path.is_dir() and _marked_by(marker) == command:
+        for entry in path.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    elif path.exists() and (not path.is_dir() or any(path.iterdir())):
+        if not path.is_dir():
+            raise FileExistsError(f"output folder {path} exists and is not a folder")
+        if not force:
+            raise FileExistsError(
+                f"output folder {path} exists, is not empty and was not made by `frcnn "
+                f"{command}`: pass --force to write into it (files may be overwritten) or "
+                f"choose another")
+        return path
+    path.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"command": command}) + "\n")
+    return path
+
+
+def _marked_by(marker: Path) -> str | None:
+    try:
+        return json.loads(marker.read_text()).get("command")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def model_context(model: str | Path) -> dict[str, Any]:

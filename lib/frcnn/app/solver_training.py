@@ -121,6 +121,7 @@ def write_run_solver(sn: SolverNet, dest: Path, max_iter: int, snapshot_prefix: 
 
 def run_solver_train(req) -> str:
     """Train a solver's own net (see the module docstring); return the final snapshot."""
+    from frcnn.app.training import dataset_meta
     from frcnn.data.datasets import get_dataset
     from frcnn.data.fast_rcnn import fast_rcnn_params, fast_rcnn_roidb
     from frcnn.data.proposal_files import load_proposals
@@ -133,7 +134,7 @@ def run_solver_train(req) -> str:
     if iters < 1:
         raise ValueError(f"--iters must be >= 1 (the solver's max_iter is "
                          f"{sn.solver.max_iter}), got {iters}")
-    dataset = get_dataset(req.dataset, root=req.root)
+    dataset = get_dataset(req.dataset, root=req.root, images=getattr(req, "images", None))
     if sn.num_classes is not None and sn.num_classes != dataset.num_classes:
         raise ValueError(f"the train net's data layer '{sn.data_layer}' says num_classes "
                          f"{sn.num_classes} but dataset {dataset.name} has "
@@ -181,7 +182,8 @@ def run_solver_train(req) -> str:
     meta: dict[str, Any] = {"classes": list(dataset.classes), "net": f"solver:{solver_path}",
                             "solver": str(solver_path), "cfg_file": "cfg.yml",
                             "train_net": str(sn.train_net) if sn.train_net else None,
-                            "mode": "fast_rcnn" if fast else "end2end"}
+                            "mode": "fast_rcnn" if fast else "end2end",
+                            **dataset_meta(dataset)}
     if guess is not None and guess.is_file():
         meta["test_net"] = str(guess)  # py-faster-rcnn's layout: test.prototxt beside train
     info = {"solver": str(solver_path), "train_net": meta["train_net"], "mode": meta["mode"],

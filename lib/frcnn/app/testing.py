@@ -138,6 +138,7 @@ def _generated_test_net(name: str, num_classes: int, c, work_dir: Path | None) -
 class EvalRequest(ModelRequest):
     dataset: str = "synth_test"
     root: str | None = None
+    images: str | None = None             # image folder of a COCO .json dataset
     out: str = "output/test"
     force: bool = False
     max_images: int = 0                   # 0: all
@@ -150,7 +151,7 @@ def run_test(req: EvalRequest) -> dict[str, float]:
     from frcnn.data.datasets import get_dataset
     from frcnn.evaluation import evaluate, format_table
 
-    dataset = get_dataset(req.dataset, root=req.root)
+    dataset = get_dataset(req.dataset, root=req.root, images=req.images)
     out = prepare_out_dir(req.out, req.force)
     detector, classes = load_detector(req, dataset.num_classes, out)
     if classes and list(classes) != list(dataset.classes):
@@ -188,13 +189,19 @@ def run_test(req: EvalRequest) -> dict[str, float]:
     aps07 = evaluate(all_dets, records, dataset.classes, use_07_metric=True)
     aps = evaluate(all_dets, records, dataset.classes, use_07_metric=False)
     table = format_table(aps07, aps)
+    coco = None
+    if dataset.format == "coco":  # COCO metrics too (pycocotools), coco_results.json
+        from frcnn.coco_eval import evaluate_test_run, format_summary
+
+        coco = evaluate_test_run(out, all_dets, records, dataset)
+        table += "\n\n" + format_summary(coco)
     print(table, flush=True)
     write_voc_results(out, all_dets, records, dataset.classes)
     (out / "eval.json").write_text(json.dumps(
         {"dataset": dataset.name, "model": str(req.model), "backend": detector.backend,
          "images": len(records),
          "seconds_per_image": round(seconds_per_image, 4), "ap_voc07": aps07,
-         "ap_area": aps}, indent=2) + "\n")
+         "ap_area": aps, **({"coco": coco} if coco else {})}, indent=2) + "\n")
     (out / "eval.txt").write_text(table + "\n")
     print(f"[test] mAP (VOC07 11-point) {aps07['mAP']:.4f}, (area) {aps['mAP']:.4f} on "
           f"{len(records)} images, {seconds_per_image:.3f}s/image; results in {out}",

@@ -31,6 +31,7 @@ class TrainRequest:
     solver: str | None = None                  # a solver.prototxt with its own train net
     proposals: str | None = None               # precomputed proposals (Fast R-CNN nets)
     root: str | None = None                    # folder of a registered dataset
+    images: str | None = None                  # image folder of a COCO .json dataset
     weights: str | None = None
     resume: str | None = None
     cfg_file: str | None = None
@@ -46,6 +47,11 @@ class TrainRequest:
     force: bool = False
     skip_bad: bool = False
     extra_meta: dict = field(default_factory=dict)
+
+
+def dataset_meta(dataset) -> dict:
+    """Sidecar keys of a COCO dataset: the COCO id of each class after the background."""
+    return {"category_ids": list(dataset.category_ids)} if dataset.category_ids else {}
 
 
 def run_train(req: TrainRequest) -> str:
@@ -69,7 +75,7 @@ def run_train(req: TrainRequest) -> str:
                          "tops) given with --solver; the generated variants are end to end")
     req.net = req.net or DEFAULT_NET
     variant = variants.preset(req.net)
-    dataset = get_dataset(req.dataset, root=req.root)
+    dataset = get_dataset(req.dataset, root=req.root, images=req.images)
     out = prepare_out_dir(req.out, req.force, resume=bool(req.resume))
     changes = {"num_classes": dataset.num_classes, "max_iter": req.iters,
                "stepsize": req.stepsize or max(1, int(req.iters * 0.75)),
@@ -105,7 +111,7 @@ def run_train(req: TrainRequest) -> str:
     write_run_info(out, info)
     meta = {"classes": list(dataset.classes), "net": req.net,
             "test_net": os.path.relpath(net_dir / "test.prototxt", out),
-            "cfg_file": "cfg.yml", **req.extra_meta}
+            "cfg_file": "cfg.yml", **dataset_meta(dataset), **req.extra_meta}
     options = TrainOptions(
         solver=str(net_dir / "solver.prototxt"), output_dir=str(out), max_iters=req.iters,
         weights=req.weights, resume=req.resume,

@@ -1,6 +1,7 @@
 """Datasets and minibatches: from VOC-format folders to the RoIDataLayer's blobs.
 
   voc.py        the PASCAL VOC-format reader (Annotations/, ImageSets/Main/, JPEGImages/)
+  coco.py       the COCO-format reader (instances_<split>.json) and VOC <-> COCO writers
   synth.py      the built-in synthetic dataset (circles, squares, triangles) in VOC format
   datasets.py   datasets by name (synth_train, voc_2007_trainval, ...) or by path
   roidb.py      roidb preparation: gt overlaps, flipping, filtering

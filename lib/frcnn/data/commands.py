@@ -2,10 +2,18 @@
 
   frcnn data synth --out DIR [--num-train 300 --num-test 100 --size 240x320
       --min-object 24 --max-object 96 --max-objects 4 --seed 3]
-      write the synthetic VOC-format dataset (circles, squares, triangles)
-  frcnn data info DATASET [--root DIR] [--split S] [--classes LIST|FILE] [--skip-bad]
-      read a dataset (a name such as synth_train or voc_2007_trainval, or a path) and print
-      its images, objects per class, difficult objects and images without objects
+      [--format voc|coco]
+      write the synthetic VOC-format dataset (circles, squares, triangles); --format coco
+      also writes its COCO form, DIR/annotations/instances_{train,test}.json (images stay
+      in DIR/JPEGImages, which the json's file_name values name)
+  frcnn data info DATASET [--root DIR] [--split S] [--classes LIST|FILE] [--images DIR]
+      [--skip-bad]
+      read a dataset (a name such as synth_train or voc_2007_trainval, a VOC folder or a
+      COCO .json) and print its images, objects per class, difficult (or crowd) objects and
+      images without objects
+  frcnn data convert SRC --to coco|voc --out DEST [--split S] [--images DIR] [--skip-bad]
+      a VOC folder's split (or a named dataset) -> a COCO .json file DEST, or a COCO .json
+      -> a VOC folder DEST (images copied; split named after the json unless --split)
 
 Nothing heavy is imported at module import time.
 """
@@ -26,11 +34,17 @@ def _size(text: str) -> tuple[int, int]:
 def _cmd_synth(args: argparse.Namespace) -> int:
     from frcnn.data.synth import SynthOptions, write_synth_dataset
 
+    if args.format not in ("voc", "coco"):
+        raise ValueError(f"--format must be voc or coco, got {args.format!r}")
+
     opts = SynthOptions(num_train=args.num_train, num_test=args.num_test,
                         height=args.size[0], width=args.size[1], min_object=args.min_object,
                         max_object=args.max_object, max_objects=args.max_objects,
                         seed=args.seed)
     summary = write_synth_dataset(args.out, opts)
+    if args.format == "coco":
+        for path in write_synth_coco(args.out):
+            print(f"[synth] wrote {path}")
     objects = ", ".join(f"{k} {v}" for k, v in summary["objects"].items())
     print(f"[synth] wrote {summary['images']} images ({summary['train']} train, "
           f"{summary['test']} test; {summary['empty_images']} without objects; {objects}) "
@@ -43,7 +57,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     from frcnn.data.datasets import get_dataset, parse_classes
 
-    dataset = get_dataset(args.dataset, args.root, args.split, parse_classes(args.classes))
+    dataset = get_dataset(args.dataset, args.root, args.split, parse_classes(args.classes),
+                          images=args.images)
     records = dataset.load(skip_bad=args.skip_bad)
     print(f"{dataset.name}: {dataset.root} split {dataset.split}, {len(records)} images, "
           f"{dataset.num_classes} classes with background")
@@ -52,15 +67,65 @@ def _cmd_info(args: argparse.Namespace) -> int:
     for c, name in enumerate(dataset.classes):
         if c:
             n = int(np.sum(classes == c))
-            print(f"  {name:<16} {n:6d} objects ({int(np.sum(difficult[classes == c]))} "
-                  f"difficult)")
+            cat = f" (id {dataset.category_ids[c - 1]})" if dataset.category_ids else ""
+            print(f"  {name + cat:<16} {n:6d} objects ({int(np.sum(difficult[classes == c]))} "
+                  f"{'crowd' if dataset.format == 'coco' else 'difficult'})")
     empty = sum(len(r["gt_classes"]) == 0 for r in records)
     print(f"  images without objects: {empty}")
     return 0
 
 
+def write_synth_coco(root) -> list:
+    """The COCO form of a synthetic dataset: ROOT/annotations/instances_{train,test}.json
+    (category ids 1..3, image ids the VOC ids as numbers)."""
+    from pathlib import Path
+
+    from frcnn.data.coco import write_coco
+    from frcnn.data.datasets import get_dataset
+
+    paths = []
+    for split in ("train", "test"):
+        dataset = get_dataset(str(Path(root).absolute()), split=split)
+        if not (dataset.root / "ImageSets" / "Main" / f"{split}.txt").read_text().strip():
+            continue  # an empty split (--num-test 0)
+        paths.append(write_coco(dataset.load(log=None), dataset.classes,
+                                dataset.root / "annotations" / f"instances_{split}.json"))
+    return paths
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from frcnn.data import coco
+    from frcnn.data.datasets import get_dataset
+
+    if args.to == "coco":
+        if coco.is_coco_path(args.src):
+            raise ValueError(f"{args.src} is already a COCO file")
+        if not coco.is_coco_path(args.out):
+            raise ValueError(f"--to coco writes a .json file; --out is {args.out}")
+        dataset = get_dataset(args.src, split=args.split)
+        records = dataset.load(skip_bad=args.skip_bad)
+        path = coco.write_coco(records, dataset.classes, args.out)
+        print(f"[convert] {dataset.name} split {dataset.split}: {len(records)} images -> "
+              f"{path} (file_name relative to {coco.default_images_dir(path)} for images "
+              f"under it, else absolute)")
+        return 0
+    if not coco.is_coco_path(args.src):
+        raise ValueError(f"--to voc reads a COCO .json file; got {args.src}")
+    dataset = get_dataset(args.src, images=args.images)
+    records = dataset.load(skip_bad=args.skip_bad)
+    split = args.split or dataset.split
+    dest = coco.write_voc(records, dataset.classes, Path(args.out), split)
+    print(f"[convert] {dataset.name}: {len(records)} images -> {dest} split {split} "
+          f"(crowd objects written as difficult; COCO category ids "
+          f"{list(dataset.category_ids)} not kept)")
+    return 0
+
+
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("data", help="datasets: write the synthetic one, inspect one")
+    p = subparsers.add_parser("data", help="datasets: write the synthetic one, inspect or "
+                                           "convert one")
     sub = p.add_subparsers(dest="data_command", metavar="ACTION")
     sub.required = True
 
@@ -74,6 +139,8 @@ def register(subparsers: Any) -> None:
     s.add_argument("--max-object", type=int, default=96, help="largest object side (96)")
     s.add_argument("--max-objects", type=int, default=4, help="objects per image at most (4)")
     s.add_argument("--seed", type=int, default=3)
+    s.add_argument("--format", default="voc", choices=("voc", "coco"),
+                   help="coco: also write annotations/instances_{train,test}.json")
     s.set_defaults(func=_cmd_synth)
 
     i = sub.add_parser("info", help="read a dataset and count its images and objects")
@@ -81,6 +148,18 @@ def register(subparsers: Any) -> None:
     i.add_argument("--root", help="folder of a named dataset")
     i.add_argument("--split", help="split of a dataset given by path (trainval)")
     i.add_argument("--classes", default="", help="class names, comma-separated, or a file")
+    i.add_argument("--images", metavar="DIR", help="image folder of a COCO .json dataset")
     i.add_argument("--skip-bad", action="store_true",
                    help="skip bad images and objects with a warning instead of stopping")
     i.set_defaults(func=_cmd_info)
+
+    c = sub.add_parser("convert", help="convert a dataset: VOC folder <-> COCO .json")
+    c.add_argument("src", help="a VOC folder (or dataset name) for --to coco, a COCO .json "
+                               "for --to voc")
+    c.add_argument("--to", required=True, choices=("coco", "voc"))
+    c.add_argument("--out", required=True, help="the .json file (coco) or folder (voc)")
+    c.add_argument("--split", help="split of the VOC folder read (trainval), or the split "
+                                   "written (default: named after the json)")
+    c.add_argument("--images", metavar="DIR", help="image folder of the COCO .json")
+    c.add_argument("--skip-bad", action="store_true")
+    c.set_defaults(func=_cmd_convert)

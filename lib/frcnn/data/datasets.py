@@ -9,6 +9,9 @@ Names (``list_datasets()`` lists the registered ones):
       ``VOC<year>/`` (py-faster-rcnn's layout) or the ``VOC<year>`` folder itself
   a path
       any VOC-format folder; the split defaults to trainval
+  a path ending in .json
+      a COCO instances file (``frcnn.data.coco``); ``images`` is its image folder (default
+      ``frcnn.data.coco.default_images_dir``); the split is named after the file
 
 ``register_dataset(name, factory)`` adds a name; ``factory(root or None)`` returns the
 ``Dataset``.  Relative roots are taken from the current directory.  The class list of a
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from frcnn.data import coco
 from frcnn.data.roidb import training_roidb
 from frcnn.data.voc import check_class_names, folder_classes, load_voc, read_class_file
 
@@ -30,19 +34,27 @@ DEFAULT_SPLIT = "trainval"
 
 @dataclass(frozen=True)
 class Dataset:
-    """A split of a VOC-format folder, with its class list (``__background__`` first)."""
+    """A split of a VOC-format folder, with its class list (``__background__`` first), or a
+    COCO file (``format`` 'coco': ``annotations`` the file, ``root`` its image folder,
+    ``category_ids`` the COCO id of each class after the background)."""
 
     name: str
     root: Path
     split: str
     classes: tuple[str, ...]
+    format: str = "voc"
+    annotations: Path | None = None
+    category_ids: tuple[int, ...] = ()
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
     def load(self, skip_bad: bool = False, log=print) -> list[dict]:
-        """Every image record of the split (``frcnn.data.voc.load_voc``)."""
+        """Every image record of the split (``frcnn.data.voc.load_voc`` or
+        ``frcnn.data.coco.load_coco``)."""
+        if self.format == "coco":
+            return coco.load_coco(self.annotations, self.root, skip_bad=skip_bad, log=log)
         return load_voc(self.root, self.split, self.classes, skip_bad=skip_bad, log=log)
 
     def training_roidb(self, flip: bool, use_difficult: bool = False, skip_bad: bool = False,
@@ -108,18 +120,43 @@ def parse_classes(text: str) -> tuple[str, ...] | None:
     return check_class_names([n for n in text.split(",") if n.strip()])
 
 
+def coco_dataset(json_path: str | os.PathLike, images: str | os.PathLike | None = None
+                 ) -> Dataset:
+    """The Dataset of a COCO instances file (its categories are read now)."""
+    path = _absolute(json_path)
+    data = coco.read_coco_file(path)
+    classes, category_ids = coco.coco_categories(data, str(path))
+    folder = _absolute(images) if images else coco.default_images_dir(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder of {path} not found: {folder} (give --images "
+                                f"DIR)")
+    return Dataset(str(path), folder, coco.split_name(path), classes, "coco", path,
+                   category_ids)
+
+
 def get_dataset(name: str, root: str | None = None, split: str | None = None,
-                classes: Sequence[str] | None = None) -> Dataset:
-    """The dataset called ``name`` (a registered name or a folder path).
+                classes: Sequence[str] | None = None,
+                images: str | os.PathLike | None = None) -> Dataset:
+    """The dataset called ``name`` (a registered name, a folder path or a COCO .json file).
 
     Args:
         root: the folder of a registered name (default: the name's own; an error with a
             path name).
         split: only for a path name (default trainval); a registered name fixes its split.
         classes: class names (without background) overriding the folder's list.
+        images: only for a COCO file: its image folder.
     """
     if not name:
         raise ValueError("no dataset name given")
+    if coco.is_coco_path(name) and name not in _REGISTRY:
+        given = [k for k, v in (("root", root), ("split", split), ("classes", classes))
+                 if v]
+        if given:
+            raise ValueError(f"dataset {name} is a COCO file: its split and classes come "
+                             f"from it; {', '.join(given)} not allowed (use images)")
+        return coco_dataset(name, images)
+    if images:
+        raise ValueError(f"dataset {name!r}: 'images' is only for a COCO .json file")
     if name in _REGISTRY:
         dataset = _REGISTRY[name](root or None)
         if split and split != dataset.split:
@@ -134,7 +171,7 @@ def get_dataset(name: str, root: str | None = None, split: str | None = None,
         dataset = Dataset(str(folder), folder, split or DEFAULT_SPLIT, folder_classes(folder))
     else:
         raise ValueError(f"unknown dataset {name!r}: use one of {', '.join(list_datasets())} "
-                         f"or the path of a VOC-format folder")
+                         f"or the path of a VOC-format folder or a COCO .json file")
     if classes is not None:
         dataset = Dataset(dataset.name, dataset.root, dataset.split,
                           folder_classes(dataset.root, classes))

@@ -1,0 +1,61 @@
+"""frcnn train -> test on the COCO form of a tiny synthetic dataset, in real Caffe nets."""
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from frcnn import config
+from frcnn.app.testing import EvalRequest, run_test
+from frcnn.app.training import TrainRequest, run_train
+from frcnn.coco_eval import SUMMARY_NAMES
+from frcnn.data.coco import write_coco
+from frcnn.data.datasets import get_dataset
+from frcnn.data.synth import SynthOptions, write_synth_dataset
+from frcnn.train import read_sidecar
+
+from tests.frcnn.app.test_train_test_detect import SMALL
+
+pytest.importorskip("pycocotools")
+
+CATEGORY_IDS = (3, 5, 9)  # non-contiguous on purpose
+
+
+@pytest.fixture(autouse=True)
+def restore_cfg():
+    saved = copy.deepcopy(config.cfg)
+    yield
+    config.cfg.clear()
+    config.cfg.update(saved)
+
+
+def test_train_and_test_on_coco_json(tmp_path):
+    root = tmp_path / "synth"
+    write_synth_dataset(root, SynthOptions(num_train=8, num_test=3, height=96, width=128,
+                                           min_object=24, max_object=48), log=None)
+    jsons = {}
+    for split in ("train", "test"):
+        voc = get_dataset(str(root), split=split)
+        jsons[split] = write_coco(voc.load(log=None), voc.classes,
+                                  root / "annotations" / f"instances_{split}.json",
+                                  CATEGORY_IDS)
+    model = run_train(TrainRequest(net="squeezenet/faster_rcnn_end2end",
+                                   dataset=str(jsons["train"]), iters=4,
+                                   out=str(tmp_path / "run"), set_pairs=SMALL, base_lr=0.001,
+                                   scales=(1.5, 3), iter_size=1, snapshot_iters=0, display=2))
+    meta = read_sidecar(model)
+    assert meta["classes"] == ["__background__", "circle", "square", "triangle"]
+    assert meta["category_ids"] == list(CATEGORY_IDS)
+
+    out = tmp_path / "test"
+    aps = run_test(EvalRequest(model=model, dataset=str(jsons["test"]), out=str(out),
+                               set_pairs=("TEST.SCALES", "(96,)", "TEST.MAX_SIZE", "128")))
+    assert "mAP" in aps
+    report = json.loads((out / "eval.json").read_text())
+    assert list(report["coco"]) == list(SUMMARY_NAMES)
+    assert all(v is None or 0.0 <= v <= 1.0 for v in report["coco"].values())
+    results = json.loads((out / "coco_results.json").read_text())
+    assert {r["category_id"] for r in results} <= set(CATEGORY_IDS)
+    assert {r["image_id"] for r in results} <= {9, 10, 11}
+    assert "AR_100" in (out / "eval.txt").read_text()
