@@ -300,3 +300,29 @@ def test_saved_cfg_reads_back_without_notes(tmp_path, capsys):
     assert again == c
     lines = notes(capsys.readouterr().out)
     assert [line.split()[2] for line in lines] == ["TRAIN.PROPOSAL_METHOD"]
+
+
+def test_use_gpu_nms_is_auto_true_or_false(tmp_path):
+    assert default_config().USE_GPU_NMS == "auto"
+    for text, value in (("True", True), ("False", False), ("auto", "auto"), ("'auto'", "auto"),
+                        ("AUTO", "auto")):
+        c = cfg_from_list(["USE_GPU_NMS", text], default_config())
+        assert c.USE_GPU_NMS == value and type(c.USE_GPU_NMS) is type(value)
+    path = tmp_path / "nms.yml"
+    for text, value in (("true", True), ("false", False), ("auto", "auto")):
+        path.write_text(f"USE_GPU_NMS: {text}\n")
+        assert cfg_from_file(str(path), default_config()).USE_GPU_NMS == value
+    saved = tmp_path / "saved.yml"
+    import yaml
+    saved.write_text(yaml.safe_dump(config.cfg_to_dict(default_config())))
+    assert cfg_from_file(str(saved), default_config()).USE_GPU_NMS == "auto"
+
+
+@pytest.mark.parametrize("text", ["1", "0", "gpu", "None", "(True,)", "'yes'"])
+def test_use_gpu_nms_rejects_other_values(text, tmp_path):
+    with pytest.raises(ConfigError, match=r"USE_GPU_NMS: expected true, false or 'auto'"):
+        cfg_from_list(["USE_GPU_NMS", text], default_config())
+    path = tmp_path / "bad.yml"
+    path.write_text("USE_GPU_NMS: gpu\n")
+    with pytest.raises(ConfigError, match="USE_GPU_NMS"):
+        cfg_from_file(str(path), default_config())

@@ -14,9 +14,6 @@ from frcnn.nms import NMSBackendWarning, nms, nms_cpu, nms_reference
 
 cpu_nms = pytest.importorskip("frcnn._native.cpu_nms", reason="Cython extension not built")
 
-# The once-per-process "no GPU, using the CPU" warning is checked in its own tests.
-pytestmark = pytest.mark.filterwarnings("ignore::frcnn.nms.NMSBackendWarning")
-
 BRUTE, GRID = 1, 2
 HAS_GPU = "gpu" in fnms.available_backends()
 GPU_REASON = ("CUDA extension not built" if fnms._gpu_nms is None
@@ -269,7 +266,11 @@ def test_property_cpu_equals_reference(dets, thresh, max_keep):
 
 # ------------------------------------------------------------------ backend choice
 
-def test_backends_and_single_fallback_warning(monkeypatch):
+def _ours(caught):
+    return [w for w in caught if issubclass(w.category, NMSBackendWarning)]
+
+
+def test_backends_and_the_auto_default_is_silent(monkeypatch, capsys):
     backends = fnms.available_backends()
     assert backends[-2:] == ("cpu", "numpy")
     dets = random_dets(np.random.default_rng(4), 30)
@@ -277,31 +278,88 @@ def test_backends_and_single_fallback_warning(monkeypatch):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for _ in range(3):
-            nms(dets, 0.5)
-            nms(dets, 0.5, device_id=0)
+            out = nms(dets, 0.5)  # device_id None: automatic
+            assert_same = np.testing.assert_array_equal
+            assert_same(out, nms_reference(dets, 0.5))
+            assert_same(nms(dets, 0.5, device_id=fnms.nms_device("auto", 0)), out)
+            assert_same(nms(dets, 0.5, device_id=fnms.nms_device(False, 0)), out)
         nms(dets, 0.5, device_id=-1)  # explicit CPU: never warns
-    ours = [w for w in caught if issubclass(w.category, NMSBackendWarning)]
-    if HAS_GPU:
-        assert ours == []
-    else:
-        assert len(ours) == 1
-        assert "using the CPU" in str(ours[0].message)
+    assert caught == []
+    assert capsys.readouterr().err == ""
 
 
-def test_missing_gpu_device_falls_back_to_cpu(monkeypatch):
+def test_nms_device_follows_the_cfg():
+    assert fnms.nms_device(False, 0) == -1
+    assert fnms.nms_device(False, 3) == -1
+    assert fnms.nms_device(True, 0) == 0
+    assert fnms.nms_device(True, 2) == 2  # asked for: nms itself falls back (and says so)
+    assert fnms.nms_device("auto", 0) == (0 if HAS_GPU else -1)
+    assert fnms.nms_device("auto", 99) == -1  # no such device: the CPU, silently
+    for bad in ("yes", 1, None, "gpu"):
+        with pytest.raises(ValueError, match="True, False or 'auto'"):
+            fnms.nms_device(bad, 0)
+
+
+def test_default_cfg_builds_and_runs_the_proposal_path_silently(capsys):
+    from frcnn import config
+    from frcnn.proposals import ProposalParams, proposals_from_rpn
+
+    c = config.default_config()
+    assert c.USE_GPU_NMS == "auto"
+    rng = np.random.default_rng(8)
+    a, h, w = 9, 4, 5
+    anchors = rng.uniform(0, 60, (h * w * a, 2))
+    anchors = np.hstack([anchors, anchors + rng.uniform(8, 40, (h * w * a, 2))])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        proposals_from_rpn(rng.random((1, a, h, w)).astype(np.float32),
+                           rng.normal(0, 0.1, (1, 4 * a, h, w)).astype(np.float32),
+                           anchors.astype(np.float32), np.array([80.0, 100.0, 1.0]),
+                           ProposalParams(100, 20, 0.7, 4),
+                           device_id=fnms.nms_device(c.USE_GPU_NMS, c.GPU_ID))
+    assert caught == []
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.skipif(HAS_GPU, reason="needs a machine without a usable GPU")
+def test_gpu_asked_for_without_one_says_so_once_per_process(monkeypatch, capsys):
+    dets = random_dets(np.random.default_rng(4), 30)
+    monkeypatch.setattr(fnms, "_warned", set())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            out = nms(dets, 0.5, device_id=fnms.nms_device(True, 0))
+            np.testing.assert_array_equal(out, nms_reference(dets, 0.5))
+            nms(dets, 0.5, device_id=0)
+    assert _ours(caught) == []  # a plain line, not a warning with a source line
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("frcnn.nms: USE_GPU_NMS is True")
+    assert err[0].endswith("; using the CPU")
+    assert "no CUDA device" in err[0] or "not built" in err[0]
+    nms(dets, 0.5, device_id=0)
+    assert capsys.readouterr().err == ""  # once per process
+    monkeypatch.setattr(fnms, "_warned", set())  # a new process
+    nms(dets, 0.5, device_id=0)
+    assert capsys.readouterr().err.count("USE_GPU_NMS is True") == 1
+
+
+def test_missing_gpu_device_falls_back_to_cpu(monkeypatch, capsys):
     dets = random_dets(np.random.default_rng(5), 40)
     monkeypatch.setattr(fnms, "_warned", set())
-    with pytest.warns(NMSBackendWarning, match="device 99|no CUDA device|not built"):
-        out = nms(dets, 0.5, device_id=99)
+    out = nms(dets, 0.5, device_id=99)
+    assert capsys.readouterr().err.count("\n") == 1
     np.testing.assert_array_equal(out, nms_reference(dets, 0.5))
 
 
-def test_numpy_fallback_when_cython_missing(monkeypatch):
+def test_numpy_fallback_when_cython_missing(monkeypatch, capsys):
     dets = random_dets(np.random.default_rng(6), 40)
     monkeypatch.setattr(fnms, "_cpu_nms", None)
     monkeypatch.setattr(fnms, "_warned", set())
-    with pytest.warns(NMSBackendWarning, match="numpy reference"):
-        out = nms(dets, 0.5, device_id=-1)
+    out = nms(dets, 0.5, device_id=-1)
+    nms(dets, 0.5, device_id=-1)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "numpy reference" in err[0]
     np.testing.assert_array_equal(out, nms_reference(dets, 0.5))
     with pytest.raises(RuntimeError, match="not built"):
         nms_cpu(dets, 0.5)

@@ -80,15 +80,21 @@ def register(subparsers: Any) -> None:
     p.add_argument("--images", metavar="DIR", help="image folder of a COCO .json dataset")
     p.add_argument("--proposals", help="the dataset's proposals, for a Fast R-CNN test net "
                                        "(rois as an input)")
-    p.add_argument("--out", default="output/test")
+    p.add_argument("--out", help="results folder (default: beside the model, "
+                                 "DIR/NAME_test_<dataset> for DIR/NAME.caffemodel, "
+                                 "EXPORT/test_<dataset> for an export folder); a folder an "
+                                 "earlier `frcnn test` made is replaced")
     p.add_argument("--max-images", type=int, default=0)
-    p.add_argument("--force", action="store_true")
+    p.add_argument("--force", action="store_true",
+                   help="write into a non-empty --out that `frcnn test` did not make")
     p.set_defaults(func=_cmd_test)
 
     p = subparsers.add_parser("detect", help="detect objects in images")
     _model_args(p)
     p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--out", default="output/detect")
+    p.add_argument("--out", help="output folder (default: DIR/NAME_detect for "
+                                 "DIR/NAME.caffemodel, EXPORT/detect for an export folder); a "
+                                 "folder an earlier `frcnn detect` made is replaced")
     p.add_argument("--thresh", type=float, default=0.5, help="score threshold to report/draw")
     p.add_argument("--classes", help="class names without background, comma-separated "
                                      "(default: from the model)")

@@ -12,8 +12,9 @@ A snapshot's sidecar names the run's test net, cfg and classes (relative to the 
 ``frcnn test --model DIR/..caffemodel`` and ``frcnn detect`` need nothing else.
 
 ``frcnn test`` and ``frcnn detect`` write derived, cheap output: by default into a folder
-beside the model (``derived_out_dir``), which they mark (``.frcnn-output``) and replace on
-the next run; a training run folder is never replaced (``prepare_out_dir``).
+beside the model (``default_derived_out``), which ``derived_out_dir`` marks
+(``.frcnn-output``) and replaces on the next run; a training run folder is never replaced
+(``prepare_out_dir``).
 """
 from __future__ import annotations
 

@@ -9,7 +9,8 @@ from typing import Sequence
 
 import numpy as np
 
-from frcnn.app.runs import install_cfg, merged_cfg, model_context, prepare_out_dir
+from frcnn.app.runs import (default_derived_out, derived_out_dir, install_cfg, merged_cfg,
+                            model_context)
 
 
 BACKENDS = ("auto", "caffe", "onnxruntime", "opencv")  # auto: caffe for a caffemodel,
@@ -139,8 +140,8 @@ class EvalRequest(ModelRequest):
     dataset: str = "synth_test"
     root: str | None = None
     images: str | None = None             # image folder of a COCO .json dataset
-    out: str = "output/test"
-    force: bool = False
+    out: str | None = None                # None: beside the model (runs.default_derived_out)
+    force: bool = False                   # write into a non-empty --out it did not make
     max_images: int = 0                   # 0: all
     proposals: str | None = None          # for a Fast R-CNN test net (rois as an input)
 
@@ -152,7 +153,8 @@ def run_test(req: EvalRequest) -> dict[str, float]:
     from frcnn.evaluation import evaluate, format_table
 
     dataset = get_dataset(req.dataset, root=req.root, images=req.images)
-    out = prepare_out_dir(req.out, req.force)
+    out = derived_out_dir(req.out or default_derived_out("test", req.model, req.dataset),
+                          "test", req.force)
     detector, classes = load_detector(req, dataset.num_classes, out)
     if classes and list(classes) != list(dataset.classes):
         raise ValueError(f"the model was trained on classes {classes[1:]} but {dataset.name} "
@@ -225,7 +227,7 @@ def write_voc_results(out: Path, all_dets, records, classes) -> None:
 @dataclass
 class DetectRequest(ModelRequest):
     images: Sequence[str] = ()
-    out: str = "output/detect"
+    out: str | None = None                # None: beside the model (runs.default_derived_out)
     thresh: float = 0.5
     classes: Sequence[str] | None = None
 
@@ -239,8 +241,8 @@ def run_detect(req: DetectRequest) -> list[dict]:
 
     if not req.images:
         raise ValueError("no images given")
-    out = Path(req.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = derived_out_dir(req.out or default_derived_out("detect", req.model), "detect",
+                          force=True)  # detect has no --force: it writes into any --out
     detector, classes = load_detector(req, len(req.classes) + 1 if req.classes else None, out)
     names = (["__background__"] + list(req.classes)) if req.classes else classes
     if not names:

@@ -82,6 +82,62 @@ def test_test_and_detect_load_the_snapshot(trained, tiny_data, tmp_path):
         assert row["class"] in ("circle", "square", "triangle")
 
 
+def test_test_and_detect_rerun_into_their_default_folders(trained, tiny_data, tmp_path):
+    import shutil
+
+    _, model = trained
+    local = tmp_path / "m" / "net.caffemodel"  # a copy, so the folder beside it is ours
+    local.parent.mkdir()
+    shutil.copy(model, local)
+    shutil.copy(str(model) + ".frcnn.json", str(local) + ".frcnn.json")
+    meta = json.loads((local.parent / "net.caffemodel.frcnn.json").read_text())
+    for key in ("test_net", "cfg_file"):  # the sidecar's paths are relative to the model
+        if meta.get(key):
+            meta[key] = str((Path(model).parent / meta[key]).resolve())
+    (local.parent / "net.caffemodel.frcnn.json").write_text(json.dumps(meta))
+    request = EvalRequest(model=str(local), dataset="synth_test", root=str(tiny_data),
+                          max_images=2)
+    first = run_test(request)
+    folder = local.parent / "net_test_synth_test"
+    assert (folder / ".frcnn-output").is_file() and (folder / "eval.json").is_file()
+    (folder / "stale.txt").write_text("from an earlier run")
+    second = run_test(request)  # the same command again: just works, folder replaced
+    assert json.dumps(second, sort_keys=True) == json.dumps(first, sort_keys=True)  # NaN too
+    assert not (folder / "stale.txt").exists() and (folder / "eval.json").is_file()
+    assert json.loads((folder / "eval.json").read_text())["images"] == 2
+    image = str(tiny_data / "JPEGImages" / "000001.jpg")
+    for _ in range(2):
+        rows = run_detect(DetectRequest(model=str(local), images=[image], thresh=0.0))
+        assert Path(rows[0]["drawn"]).parent == local.parent / "net_detect"
+    assert (local.parent / "net_detect" / "detections.json").is_file()
+    assert sorted(p.name for p in local.parent.iterdir()) == [
+        "net.caffemodel", "net.caffemodel.frcnn.json", "net_detect", "net_test_synth_test"]
+
+
+def test_explicit_out_is_rerunnable_but_an_unrelated_folder_needs_force(trained, tiny_data,
+                                                                       tmp_path):
+    _, model = trained
+    request = dict(model=model, dataset="synth_test", root=str(tiny_data), max_images=1)
+    run_test(EvalRequest(out=str(tmp_path / "t"), **request))
+    run_test(EvalRequest(out=str(tmp_path / "t"), **request))  # made by frcnn test: replaced
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="--force"):
+        run_test(EvalRequest(out=str(mine), **request))
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    run_test(EvalRequest(out=str(mine), force=True, **request))
+    run_test(EvalRequest(out=str(mine), force=True, **request))  # still not ours: kept
+    assert (mine / "notes.txt").read_text() == "keep me" and (mine / "eval.json").is_file()
+    assert not (mine / ".frcnn-output").exists()
+    image = str(tiny_data / "JPEGImages" / "000001.jpg")
+    run_detect(DetectRequest(model=model, images=[image], out=str(mine)))  # detect: as before
+    assert (mine / "notes.txt").exists() and (mine / "detections.json").is_file()
+    run_detect(DetectRequest(model=model, images=[image], out=str(tmp_path / "d")))
+    with pytest.raises(FileExistsError, match="--force"):  # a detect folder is not test's
+        run_test(EvalRequest(out=str(tmp_path / "d"), **request))
+
+
 def test_resume_continues_from_a_solver_state(trained, tiny_data, tmp_path):
     out, _ = trained
     state = sorted((out / "state").glob("*_iter_3.solverstate"))[0]
@@ -145,3 +201,25 @@ def test_a_damaged_model_is_an_error_in_process(trained, tmp_path):
         load_detector(ModelRequest(model=str(cut)))
     assert read_sidecar(model)["model_bytes"] == Path(model).stat().st_size
     shutil.rmtree(tmp_path)
+
+
+def test_default_output_folders_are_named_after_model_and_dataset(tmp_path):
+    from frcnn.app.runs import default_derived_out
+
+    model = tmp_path / "run" / "zf_iter_9.caffemodel"
+    model.parent.mkdir()
+    model.write_bytes(b"x")
+    export = tmp_path / "export"
+    export.mkdir()
+    assert default_derived_out("test", model, "voc_2007_test") == \
+        model.parent / "zf_iter_9_test_voc_2007_test"
+    assert default_derived_out("test", model, "/data/coco/annotations/instances_val2017.json") \
+        == model.parent / "zf_iter_9_test_instances_val2017"
+    assert default_derived_out("test", model, "data/my voc/") == \
+        model.parent / "zf_iter_9_test_my_voc"
+    assert default_derived_out("detect", model) == model.parent / "zf_iter_9_detect"
+    assert default_derived_out("test", export, "synth_test") == export / "test_synth_test"
+    assert default_derived_out("detect", export) == export / "detect"
+    with pytest.raises(FileNotFoundError, match="model not found"):
+        default_derived_out("test", tmp_path / "nope.caffemodel", "synth_test")
+    assert not (tmp_path / "nope_test_synth_test").exists()
