@@ -45,11 +45,7 @@ def run_python(code: str, env: dict | None = None, cwd: str | None = None,
 @pytest.fixture
 def cfg():
     """The global frcnn cfg, restored after the test (layers read it at setup)."""
-    import copy
-
     from frcnn import config
 
-    saved = copy.deepcopy(config.cfg)
-    yield config.cfg
-    config.cfg.clear()
-    config.cfg.update(saved)
+    with config.preserved() as c:
+        yield c

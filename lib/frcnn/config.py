@@ -14,9 +14,10 @@ Every key of py-faster-rcnn's ``lib/fast_rcnn/config.py`` is accepted, so its
 from __future__ import annotations
 
 import ast
+import contextlib
 import copy
 from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 from easydict import EasyDict
 
@@ -358,3 +359,15 @@ def write_cfg(path: str, config: EasyDict | None = None) -> None:
 
     with open(path, "w") as f:
         yaml.safe_dump(_drop_unused_defaults(cfg_to_dict(config)), f, sort_keys=False)
+
+
+@contextlib.contextmanager
+def preserved() -> Iterator[EasyDict]:
+    """The global cfg, put back as it was on exit (for code that merges into it
+    temporarily: checks, benchmarks, tests)."""
+    saved = copy.deepcopy(cfg)
+    try:
+        yield cfg
+    finally:
+        cfg.clear()
+        cfg.update(saved)

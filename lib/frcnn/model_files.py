@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from frcnn.fileio import atomic_path
+
 
 def check_weights_fit(net: Any, model: str | os.PathLike) -> int:
     """Raise ValueError unless every layer of ``model`` that ``net`` (a caffe.Net) also has
@@ -50,14 +52,6 @@ def load_weights(net: Any, model: str | os.PathLike) -> None:
 
 def save_net_atomically(net: Any, path: str | os.PathLike) -> Path:
     """``net.save(path)`` through a temporary file in the same folder, renamed into place."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         net.save(str(tmp))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return Path(path)

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from frcnn.detection import fold_bbox_normalization
+from frcnn.fileio import write_atomic
 from frcnn.model_files import save_net_atomically
 
 SIDECAR_SUFFIX = ".frcnn.json"
@@ -57,9 +58,7 @@ def write_sidecar(model_path: str | os.PathLike, meta: dict) -> None:
     path = Path(str(model_path) + SIDECAR_SUFFIX)
     if Path(model_path).is_file():
         meta = {**meta, "model_bytes": Path(model_path).stat().st_size}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, (json.dumps(meta, indent=2) + "\n").encode())
 
 
 def read_sidecar(model_path: str | os.PathLike) -> dict | None:

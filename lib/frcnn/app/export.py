@@ -100,7 +100,7 @@ def run_export(req: ExportRequest) -> Path:
         parity = check_parity(out, net, req.model, unnormalize)
         manifest["source"]["parity"] = parity
         path = write_manifest(out, manifest)
-        print(f"[export] ONNX against Caffe on a test image: max |diff| "
+        print("[export] ONNX against Caffe on a test image: max |diff| "
               + ", ".join(f"{k} {v:.2e}" for k, v in parity.items() if k != "rois"), flush=True)
     print(f"[export] {', '.join(req.formats)} -> {out} (manifest {path.name})", flush=True)
     return path

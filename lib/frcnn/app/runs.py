@@ -22,6 +22,7 @@ import copy
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -135,3 +136,20 @@ def model_context(model: str | Path) -> dict[str, Any]:
 
 def write_run_info(out: Path, info: dict) -> None:
     (out / "run.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def train_and_record(options: Any, roidb: list[dict] | None, out: Path, info: dict) -> str:
+    """Run a ``frcnn.train.Trainer`` to the end; record the final model and the speed in
+    ``run.json`` (``info`` updated); return the final snapshot's path."""
+    from frcnn.train import Trainer
+
+    trainer = Trainer(options, roidb)
+    first_iter = trainer.solver.iter
+    start = time.time()
+    model = trainer.train()
+    seconds = time.time() - start
+    info.update(model=model, train_seconds=round(seconds, 1), seconds_per_iter=round(
+        seconds / max(trainer.solver.iter - first_iter, 1), 4))
+    write_run_info(out, info)
+    print(f"[train] done in {seconds:.0f}s: {model}", flush=True)
+    return model

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from frcnn import config
-from frcnn.app.runs import install_cfg, merged_cfg, prepare_out_dir, write_run_info
+from frcnn.app.runs import (install_cfg, merged_cfg, prepare_out_dir, train_and_record,
+                            write_run_info)
 
 DATA_LAYER = ("roi_data_layer.layer", "RoIDataLayer")
 
@@ -126,7 +127,7 @@ def run_solver_train(req) -> str:
     from frcnn.data.fast_rcnn import fast_rcnn_params, fast_rcnn_roidb
     from frcnn.data.proposal_files import load_proposals
     from frcnn.data.roidb import training_roidb
-    from frcnn.train import Trainer, TrainOptions
+    from frcnn.train import TrainOptions
 
     solver_path = Path(req.solver).expanduser().absolute()
     sn = read_solver_net(solver_path)
@@ -205,15 +206,7 @@ def run_solver_train(req) -> str:
         display=req.display, prefix=prefix, seed=int(c.RNG_SEED),
         fold_bbox=bool(t.BBOX_REG and t.BBOX_NORMALIZE_TARGETS), means=means, stds=stds,
         extra_meta=meta)
-    trainer = Trainer(options, roidb)
-    first_iter = trainer.solver.iter
-    start = time.time()
-    model = trainer.train()
-    seconds = time.time() - start
-    info.update(model=model, train_seconds=round(seconds, 1), seconds_per_iter=round(
-        seconds / max(trainer.solver.iter - first_iter, 1), 4))
-    write_run_info(out, info)
-    print(f"[train] done in {seconds:.0f}s: {model}", flush=True)
+    model = train_and_record(options, roidb, out, info)
     if "test_net" not in meta:
         print(f"[train] evaluate with: frcnn test --model {model} --net TEST.prototxt "
               f"--dataset ...", flush=True)

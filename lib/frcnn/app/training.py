@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from frcnn import config
-from frcnn.app.runs import install_cfg, merged_cfg, prepare_out_dir, write_run_info
+from frcnn.app.runs import (install_cfg, merged_cfg, prepare_out_dir, train_and_record,
+                            write_run_info)
 
 
 DEFAULT_NET = "squeezenet/faster_rcnn_end2end"
@@ -59,7 +60,7 @@ def run_train(req: TrainRequest) -> str:
     from frcnn.data.datasets import get_dataset
     from frcnn.data.roidb import training_roidb
     from frcnn.nets import generate, variants
-    from frcnn.train import Trainer, TrainOptions, write_solver
+    from frcnn.train import TrainOptions, write_solver
 
     if req.solver:
         if req.net:
@@ -126,14 +127,6 @@ def run_train(req: TrainRequest) -> str:
     if req.clip_gradients:
         overrides["clip_gradients"] = float(req.clip_gradients)
     write_solver(options.solver, options.solver, overrides)
-    trainer = Trainer(options, roidb)
-    first_iter = trainer.solver.iter
-    start = time.time()
-    model = trainer.train()
-    seconds = time.time() - start
-    info.update(model=model, train_seconds=round(seconds, 1), seconds_per_iter=round(
-        seconds / max(trainer.solver.iter - first_iter, 1), 4))
-    write_run_info(out, info)
-    print(f"[train] done in {seconds:.0f}s: {model}", flush=True)
+    model = train_and_record(options, roidb, out, info)
     return model
 

@@ -12,6 +12,7 @@ difference over the detections both keep).
 """
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -81,6 +82,68 @@ def _compare(reference: list[np.ndarray], other: list[np.ndarray]) -> dict[str, 
             "detections": count}
 
 
+def _detectors(backends: Sequence[str], export: Path, net_path: str, model: str,
+               size: tuple[int, int], log: Callable[[str], None] | None) -> dict[str, Any]:
+    """One detector per available backend, set to run an image of ``size`` at scale 1."""
+    from frcnn.deploy.manifest import load_manifest
+    from frcnn.deploy.onnx_backend import OnnxDetector, settings_from_manifest
+    from frcnn.deploy.opencv_backend import opencv_dnn_available
+    from frcnn.inference import Detector
+
+    h, w = size
+    detectors: dict[str, Any] = {}
+    for backend in backends:
+        if backend == "opencv" and opencv_dnn_available():
+            if log:
+                log(f"  skipped opencv: {opencv_dnn_available()}")
+            continue
+        if backend == "onnxruntime":
+            det = OnnxDetector(export)
+        elif backend == "opencv":
+            from frcnn.deploy.opencv_detector import OpenCVDetector
+
+            det = OpenCVDetector(export)
+        else:
+            det = Detector(net_path, model, settings_from_manifest(load_manifest(export)),
+                           unnormalize=False)
+        det.settings = dataclasses.replace(det.settings, scale=min(h, w), max_size=max(h, w))
+        detectors[backend] = det
+    return detectors
+
+
+def _time(backend: str, det: Any, image: np.ndarray, repeats: int, warmup: int
+          ) -> tuple[list[np.ndarray], float, dict[str, float]]:
+    """(last detections, median total ms, median stage ms) of ``det.detect(image)``."""
+    times, stage_runs = [], []
+    dets: list[np.ndarray] = []
+    for r in range(warmup + repeats):
+        t = time.perf_counter()
+        dets = det.detect(image)
+        if r >= warmup:
+            times.append(time.perf_counter() - t)
+            if backend == "onnxruntime":
+                stage_runs.append(dict(det.timings))
+    if backend == "caffe":
+        stages = _caffe_stages(det, image, repeats)
+    elif stage_runs:
+        stages = {k: _median_ms([s[k] for s in stage_runs])
+                  for k in ("backbone_rpn", "proposals", "head")}
+    else:
+        stages = {}
+    return dets, _median_ms(times), stages
+
+
+def _log_row(row: dict, log: Callable[[str], None]) -> None:
+    extra = ""
+    if "vs_caffe" in row:
+        v = row["vs_caffe"]
+        extra = (f", {row['time_vs_caffe']:.2f}x Caffe's time, boxes within "
+                 f"{v['max_box_diff']:.3g} px, scores {v['max_score_diff']:.2g}")
+    h, w = row["size"]
+    log(f"  {row['net']} {h}x{w} {row['backend']}: {row['total_ms']:.1f} ms"
+        + "".join(f", {k} {v:.1f}" for k, v in row["stages"].items()) + extra)
+
+
 def bench_backends(nets: Sequence[tuple[str, Any]], sizes: Sequence[tuple[int, int]],
                    backends: Sequence[str], repeats: int = 5, warmup: int = 1, seed: int = 0,
                    gemm_macs_per_s: float | None = None, work_dir: str | None = None,
@@ -89,9 +152,6 @@ def bench_backends(nets: Sequence[tuple[str, Any]], sizes: Sequence[tuple[int, i
     """Rows {net, size, backend, total_ms, stages (ms), gflops share, parity} (see module)."""
     from frcnn.bench import nets as bnets
     from frcnn.bench.arithmetic import layer_macs
-    from frcnn.deploy.onnx_backend import OnnxDetector, settings_from_manifest
-    from frcnn.deploy.opencv_backend import opencv_dnn_available
-    from frcnn.inference import Detector
 
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown:
@@ -104,73 +164,28 @@ def bench_backends(nets: Sequence[tuple[str, Any]], sizes: Sequence[tuple[int, i
                 for h, w in sizes:
                     image = (np.random.default_rng(seed).random((h, w, 3)) * 255).astype(
                         np.uint8)
-                    detectors: dict[str, Any] = {}
-                    manifest_settings = None
-                    for backend in backends:
-                        if backend == "opencv" and opencv_dnn_available():
-                            if log:
-                                log(f"  skipped opencv: {opencv_dnn_available()}")
-                            continue
-                        if backend == "onnxruntime":
-                            det = OnnxDetector(export)
-                        elif backend == "opencv":
-                            from frcnn.deploy.opencv_detector import OpenCVDetector
-
-                            det = OpenCVDetector(export)
-                        else:
-                            from frcnn.deploy.manifest import load_manifest
-
-                            manifest_settings = settings_from_manifest(load_manifest(export))
-                            det = Detector(net_path, model, manifest_settings, unnormalize=False)
-                        # the image at its own size: scale 1
-                        import dataclasses
-
-                        det.settings = dataclasses.replace(det.settings, scale=min(h, w),
-                                                           max_size=max(h, w))
-                        detectors[backend] = det
-                    results: dict[str, list[np.ndarray]] = {}
+                    detectors = _detectors(backends, export, net_path, model, (h, w), log)
+                    results, size_rows = {}, []
                     for backend, det in detectors.items():
-                        times, stage_runs = [], []
-                        for r in range(warmup + repeats):
-                            t = time.perf_counter()
-                            dets = det.detect(image)
-                            if r >= warmup:
-                                times.append(time.perf_counter() - t)
-                                if backend == "onnxruntime":
-                                    stage_runs.append(dict(det.timings))
-                        results[backend] = dets
-                        if backend == "caffe":
-                            stages = _caffe_stages(det, image, repeats)
-                        elif stage_runs:
-                            stages = {k: _median_ms([s[k] for s in stage_runs])
-                                      for k in ("backbone_rpn", "proposals", "head")}
-                        else:
-                            stages = {}
-                        row = {"net": label, "size": [h, w], "backend": backend,
-                               "total_ms": _median_ms(times), "stages": stages}
-                        rows.append(row)
+                        results[backend], total, stages = _time(backend, det, image, repeats,
+                                                                warmup)
+                        size_rows.append({"net": label, "size": [h, w], "backend": backend,
+                                          "total_ms": total, "stages": stages})
                     macs = None
                     if "caffe" in detectors:
                         macs = int(sum(layer_macs(detectors["caffe"].net).values()))
-                    for row in rows[-len(detectors):]:
+                    caffe_ms = next((r["total_ms"] for r in size_rows
+                                     if r["backend"] == "caffe"), None)
+                    for row in size_rows:
                         row["macs"] = macs
                         if macs and gemm_macs_per_s:
                             row["gemm_share"] = macs / (row["total_ms"] / 1e3) / gemm_macs_per_s
-                        if "caffe" in results and row["backend"] != "caffe":
+                        if caffe_ms is not None and row["backend"] != "caffe":
                             row["vs_caffe"] = _compare(results["caffe"], results[row["backend"]])
-                            caffe_ms = next(r["total_ms"] for r in rows[-len(detectors):]
-                                            if r["backend"] == "caffe")
                             row["time_vs_caffe"] = row["total_ms"] / caffe_ms
                         if log:
-                            extra = ""
-                            if "vs_caffe" in row:
-                                v = row["vs_caffe"]
-                                extra = (f", {row['time_vs_caffe']:.2f}x Caffe's time, boxes "
-                                         f"within {v['max_box_diff']:.3g} px, scores "
-                                         f"{v['max_score_diff']:.2g}")
-                            log(f"  {label} {h}x{w} {row['backend']}: {row['total_ms']:.1f} ms"
-                                + "".join(f", {k} {v:.1f}" for k, v in row["stages"].items())
-                                + extra)
+                            _log_row(row, log)
+                    rows.extend(size_rows)
     return rows
 
 

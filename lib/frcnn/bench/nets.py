@@ -63,15 +63,11 @@ def variant_cfg(variant: Any, overrides: Mapping | None = None) -> Iterator[Any]
     from frcnn import config
     from frcnn.nets.generate import config_text
 
-    saved = copy.deepcopy(config.cfg)
-    try:
+    with config.preserved() as cfg:
         config.merge_dict(yaml.safe_load(config_text(variant)) or {})
         if overrides:
             config.merge_dict(overrides)
-        yield config.cfg
-    finally:
-        config.cfg.clear()
-        config.cfg.update(saved)
+        yield cfg
 
 
 def variant_net_param(variant: Any, which: str) -> Any:

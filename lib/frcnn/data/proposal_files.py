@@ -23,13 +23,17 @@ image.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+
+from frcnn.fileio import write_atomic
 
 FORMAT = "frcnn-proposals"
 PICKLE_SUFFIXES = (".pkl", ".pickle")
@@ -67,9 +71,6 @@ def _read_pickle(path: Path) -> Any:
     errors = []
     for encoding in ("ASCII", "latin1"):  # latin1 reads Python 2's numpy pickles
         try:
-            import io
-            import warnings
-
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
                 return _ArrayUnpickler(io.BytesIO(data), encoding=encoding).load()
@@ -208,14 +209,4 @@ def save_proposals(path: str | os.PathLike, image_ids: Sequence[str],
                                "images": images}) + "\n").encode()
     else:
         raise ValueError(f"{path}: use a .pkl (py-faster-rcnn's) or .json proposals file")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomic(path, payload)

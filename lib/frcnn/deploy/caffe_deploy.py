@@ -35,11 +35,12 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
+
+from frcnn.fileio import write_atomic
 
 PROPOSAL_MODULE = "rpn.proposal_layer"
 PROPOSAL_CLASS = "ProposalLayer"
@@ -69,48 +70,6 @@ def _caffe_pb2():
 
 
 # --------------------------------------------------------------------------- the prototxt
-
-def _read_net(path: Path):
-    from google.protobuf import text_format
-
-    caffe_pb2 = _caffe_pb2()
-    net = caffe_pb2.NetParameter()
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise ValueError(f"{path}: cannot read the test net ({e})") from None
-    try:
-        text_format.Merge(text, net)
-    except text_format.ParseError as e:
-        raise ValueError(f"{path}: not a Caffe prototxt this caffe_pb2 can parse: {e}") from None
-    if len(net.layers):
-        raise ValueError(f"{path}: V1 'layers' nets are not supported; upgrade the net to "
-                         f"'layer' (Caffe's upgrade_net_proto_text)")
-    return net
-
-
-def _meets_rule(rule: Any, phase: int, level: int, stages: set[str]) -> bool:
-    """Caffe's StateMeetsRule for one NetStateRule."""
-    if rule.HasField("phase") and rule.phase != phase:
-        return False
-    if rule.HasField("min_level") and level < rule.min_level:
-        return False
-    if rule.HasField("max_level") and level > rule.max_level:
-        return False
-    if any(s not in stages for s in rule.stage):
-        return False
-    return not any(s in stages for s in rule.not_stage)
-
-
-def _in_test_phase(layer: Any, net: Any) -> bool:
-    caffe_pb2 = _caffe_pb2()
-    level = net.state.level if net.HasField("state") else 0
-    stages = set(net.state.stage) if net.HasField("state") else set()
-    args = (caffe_pb2.TEST, level, stages)
-    if len(layer.include):
-        return any(_meets_rule(r, *args) for r in layer.include)
-    return not any(_meets_rule(r, *args) for r in layer.exclude)
-
 
 def _is_training_only(layer: Any) -> bool:
     if layer.type.endswith("Loss") or layer.type in TRAINING_TYPES:
@@ -207,8 +166,15 @@ def _deploy_text(test_prototxt: Path, settings: dict[str, Any]
 
     from frcnn.layer_params import ParamError, parse_param_str
 
-    net = _read_net(test_prototxt)
-    layers = [layer for layer in net.layer if _in_test_phase(layer, net)]
+    from frcnn.deploy.caffe_files import read_prototxt, test_phase_layers
+
+    net = read_prototxt(test_prototxt)
+    state = net.state if net.HasField("state") else None
+    try:
+        layers = test_phase_layers(net, state.level if state else 0,
+                                   state.stage if state else ())
+    except ValueError as e:
+        raise ValueError(f"{test_prototxt}: {e}") from None
     proposals = [layer for layer in layers if _is_proposal(layer)]
     if len(proposals) != 1:
         raise ValueError(f"{test_prototxt}: expected exactly one Python ProposalLayer (module "
@@ -350,22 +316,6 @@ def fold_caffemodel(data: bytes, means: Sequence[float], stds: Sequence[float],
 
 # --------------------------------------------------------------------------- writing
 
-def _write_atomic(dest: Path, write: Callable[[Any], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def write_caffe_deploy(test_prototxt: str | os.PathLike, caffemodel: str | os.PathLike,
                        out_dir: str | os.PathLike, *, pre_nms_topn: int, post_nms_topn: int,
                        nms_thresh: float, min_size: float,
@@ -412,12 +362,12 @@ def write_caffe_deploy(test_prototxt: str | os.PathLike, caffemodel: str | os.Pa
 
     out_dir.mkdir(parents=True, exist_ok=True)
     model_out = out_dir / CAFFEMODEL
-    _write_atomic(prototxt_out, lambda f: f.write(text.encode()))
+    write_atomic(prototxt_out, text.encode())
     if weights is not None:
-        _write_atomic(model_out, lambda f: f.write(weights))
+        write_atomic(model_out, weights)
     else:
         def copy(f):
             with caffemodel.open("rb") as src:
                 shutil.copyfileobj(src, f, 1 << 20)
-        _write_atomic(model_out, copy)
+        write_atomic(model_out, copy)
     return {"prototxt": prototxt_out, "caffemodel": model_out}

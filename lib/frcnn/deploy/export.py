@@ -126,7 +126,7 @@ def export_onnx(net_path: str | Path, weights: dict[str, list[np.ndarray]], out_
     import onnx
 
     from frcnn.deploy.caffe_files import net_inputs, read_prototxt, test_phase_layers
-    from frcnn.deploy.manifest import write_atomic
+    from frcnn.fileio import write_atomic
     from frcnn.deploy.onnx_convert import convert
 
     net = read_prototxt(net_path)

@@ -30,6 +30,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from frcnn.fileio import write_atomic
+
 FORMAT = "frcnn-export"
 VERSION = 1
 MANIFEST = "manifest.json"
@@ -45,22 +47,6 @@ def sha256_of(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path``, flush it, rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def is_export_folder(path: str | os.PathLike) -> bool:

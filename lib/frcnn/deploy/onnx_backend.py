@@ -9,6 +9,7 @@ manifest's anchors and TEST settings -> head.onnx -> the shared post-processing
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -145,8 +146,6 @@ class OnnxDetector(DetectorBase):
         return cls_prob, bbox_pred
 
     def forward(self, blob, im_info, rois):
-        import time
-
         t0 = time.perf_counter()
         feature, probs, deltas = self.backbone(blob)
         t1 = time.perf_counter()

@@ -38,7 +38,6 @@ It also counts the parameters (shared blobs once) and the model size as float32.
 from __future__ import annotations
 
 import contextlib
-import copy
 import importlib
 import io
 import math
@@ -658,28 +657,24 @@ class _Checker:
         within the run it carries over from layer to layer, as in one Caffe process."""
         from frcnn import config
 
-        saved = copy.deepcopy(config.cfg)
         ran: list[str] = []
         skipped: list[str] = []
         actual: dict[int, dict[str, tuple]] = {}  # idx -> top name -> shape after setup
         noise = io.StringIO()
-        try:
-            with contextlib.redirect_stderr(noise), contextlib.redirect_stdout(noise):
-                for idx in sorted(self.classes):
-                    if idx in self.param_failed:
-                        continue
-                    layer = self.layers[idx]
-                    shapes = self._setup_bottoms(idx, actual)
-                    if shapes is None:
-                        skipped.append(layer.name)
-                        continue
-                    ran.append(layer.name)
-                    tops = self._setup_one(idx, layer, shapes)
-                    if tops is not None:
-                        actual[idx] = dict(zip(layer.top, tops))
-        finally:
-            config.cfg.clear()
-            config.cfg.update(saved)
+        with config.preserved(), contextlib.redirect_stderr(noise), \
+                contextlib.redirect_stdout(noise):
+            for idx in sorted(self.classes):
+                if idx in self.param_failed:
+                    continue
+                layer = self.layers[idx]
+                shapes = self._setup_bottoms(idx, actual)
+                if shapes is None:
+                    skipped.append(layer.name)
+                    continue
+                ran.append(layer.name)
+                tops = self._setup_one(idx, layer, shapes)
+                if tops is not None:
+                    actual[idx] = dict(zip(layer.top, tops))
         if ran:
             self.notes.append(f"Python layers set up on stand-in blobs: "
                               f"{', '.join(repr(n) for n in ran)}")

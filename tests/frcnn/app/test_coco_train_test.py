@@ -1,12 +1,10 @@
 """frcnn train -> test on the COCO form of a tiny synthetic dataset, in real Caffe nets."""
 from __future__ import annotations
 
-import copy
 import json
 
 import pytest
 
-from frcnn import config
 from frcnn.app.testing import EvalRequest, run_test
 from frcnn.app.training import TrainRequest, run_train
 from frcnn.coco_eval import SUMMARY_NAMES
@@ -22,12 +20,7 @@ pytest.importorskip("pycocotools")
 CATEGORY_IDS = (3, 5, 9)  # non-contiguous on purpose
 
 
-@pytest.fixture(autouse=True)
-def restore_cfg():
-    saved = copy.deepcopy(config.cfg)
-    yield
-    config.cfg.clear()
-    config.cfg.update(saved)
+pytestmark = pytest.mark.usefixtures("cfg")  # the global cfg, restored after each test
 
 
 def test_train_and_test_on_coco_json(tmp_path):

@@ -7,7 +7,6 @@ abhi2610/ohem's Fast R-CNN OHEM layout.  The nets are in tests/frcnn/app/pyfrcnn
 """
 from __future__ import annotations
 
-import copy
 import json
 import pickle
 import textwrap
@@ -65,12 +64,7 @@ TEST:
 """
 
 
-@pytest.fixture(autouse=True)
-def restore_cfg():
-    saved = copy.deepcopy(config.cfg)
-    yield
-    config.cfg.clear()
-    config.cfg.update(saved)
+pytestmark = pytest.mark.usefixtures("cfg")  # the global cfg, restored after each test
 
 
 @pytest.fixture(scope="module")
@@ -114,16 +108,14 @@ def train(root: Path, solver: str, out: str, cfg: str, iters: int, **kwargs) -> 
 def end2end_model(workspace):
     import os
 
-    saved, cwd = copy.deepcopy(config.cfg), os.getcwd()
+    cwd = os.getcwd()
     os.chdir(workspace)  # the solver's train_net is relative to the tree, as py-faster-rcnn's
     try:
-        model = train(workspace, "models/tiny/end2end/solver.prototxt", "out/end2end",
-                      "cfgs/end2end.yml", iters=4)
+        with config.preserved():
+            return train(workspace, "models/tiny/end2end/solver.prototxt", "out/end2end",
+                         "cfgs/end2end.yml", iters=4)
     finally:
         os.chdir(cwd)
-        config.cfg.clear()
-        config.cfg.update(saved)
-    return model
 
 
 def test_solver_training_of_an_end_to_end_net(workspace, end2end_model, capsys):
@@ -155,9 +147,8 @@ def test_test_net_of_their_own_evaluates_the_snapshot(workspace, end2end_model):
 @pytest.fixture(scope="module")
 def proposal_files(workspace, end2end_model):
     """rpn_generate: the end-to-end model's RPN (its layers share the names) on both splits."""
-    saved = copy.deepcopy(config.cfg)
     files = {}
-    try:
+    with config.preserved():
         for split, name in (("train", "rpn_train.pkl"), ("test", "rpn_test.json")):
             files[split] = run_proposals(ProposalsRequest(
                 model=end2end_model, net=str(workspace / "models/tiny/alt_opt/rpn_test.pt"),
@@ -165,9 +156,6 @@ def proposal_files(workspace, end2end_model):
                 out=str(workspace / "out" / name),
                 set_pairs=("TEST.SCALES", "(96,)", "TEST.MAX_SIZE", "128",
                            "TEST.RPN_POST_NMS_TOP_N", "100")))
-    finally:
-        config.cfg.clear()
-        config.cfg.update(saved)
     return files
 
 
@@ -184,14 +172,10 @@ def test_proposals_are_written_in_both_forms(proposal_files):
 
 @pytest.fixture(scope="module")
 def fast_rcnn_model(workspace, end2end_model, proposal_files):
-    saved = copy.deepcopy(config.cfg)
-    try:
+    with config.preserved():
         return train(workspace, "models/tiny/alt_opt/fast_rcnn_solver.pt", "out/fast_rcnn",
                      "cfgs/alt_opt.yml", iters=3, weights=end2end_model,
                      proposals=str(proposal_files["train"]), snapshot_iters=0)
-    finally:
-        config.cfg.clear()
-        config.cfg.update(saved)
 
 
 def test_fast_rcnn_stage_trains_from_the_proposals(fast_rcnn_model):

@@ -2,7 +2,6 @@
 weights, real Caffe against real OpenCV DNN 4.x on the deploy files."""
 from __future__ import annotations
 
-import copy
 import re
 import textwrap
 import warnings
@@ -33,16 +32,12 @@ def model(tmp_path_factory):
     from frcnn import config
 
     caffe.set_mode_cpu()
-    saved = copy.deepcopy(config.cfg)
-    try:
+    with config.preserved():
         t = config.cfg.TEST
         t.RPN_PRE_NMS_TOP_N, t.RPN_POST_NMS_TOP_N = TEST["pre_nms_topn"], TEST["post_nms_topn"]
         t.RPN_NMS_THRESH, t.RPN_MIN_SIZE = TEST["nms_thresh"], TEST["min_size"]
         config.cfg.USE_GPU_NMS = False
         net = caffe.Net(str(NET), caffe.TEST)
-    finally:
-        config.cfg.clear()
-        config.cfg.update(saved)
     rng = np.random.default_rng(1234)
     for params in net.params.values():
         for p in params:

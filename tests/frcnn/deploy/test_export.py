@@ -7,7 +7,6 @@ backend; bad export folders and models give clear errors.
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
@@ -33,12 +32,7 @@ SMALL = ("TRAIN.SCALES", "(96,)", "TRAIN.MAX_SIZE", "128", "TEST.SCALES", "(96,)
          "TEST.SCORE_THRESH", "0.0")
 
 
-@pytest.fixture(autouse=True)
-def restore_cfg():
-    saved = copy.deepcopy(config.cfg)
-    yield
-    config.cfg.clear()
-    config.cfg.update(saved)
+pytestmark = pytest.mark.usefixtures("cfg")  # the global cfg, restored after each test
 
 
 @pytest.fixture(scope="module")
@@ -52,26 +46,18 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def model(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    saved = copy.deepcopy(config.cfg)
-    try:
+    with config.preserved():
         return run_train(TrainRequest(net="squeezenet/faster_rcnn_end2end", dataset="synth_train",
                                       root=str(data), iters=4, out=str(out), set_pairs=SMALL,
                                       base_lr=0.001, scales=(1.5, 3), snapshot_iters=0,
                                       display=2, force=True))
-    finally:
-        config.cfg.clear()
-        config.cfg.update(saved)
 
 
 @pytest.fixture(scope="module")
 def exported(model, tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
-    saved = copy.deepcopy(config.cfg)
-    try:
+    with config.preserved():
         run_export(ExportRequest(model=model, out=str(out)))
-    finally:
-        config.cfg.clear()
-        config.cfg.update(saved)
     return out
 
 
