@@ -1,6 +1,7 @@
 """Benchmark: the RPN ProposalLayer against the straightforward proposal pipeline.
 
 Run:  python benchmarks/bench_proposals.py [--repeat 21] [--ref-repeat 5] [--net]
+                                           [--json PATH]
 
 Times, in one process and on the same input, ms per call (median of the repeats):
 
@@ -24,6 +25,10 @@ deltas normal(0, 0.2); float32 blobs, as Caffe gives them.
 at 1 x 3 x 600 x 1000, layer by layer (``net._forward(i, i)``), and prints the Python
 layers' share of the forward time.
 
+--json PATH writes {"repeat", "ref_repeat", "layer": [rows: phase, pre_nms_top_n,
+post_nms_top_n, rois, ours_ms, straightforward_cython_ms, straightforward_numpy_ms, same],
+"net": {forward_ms, layers_ms, python_ms, python_share} or null}.
+
 For scale (issue 10, not measured by this script): py-faster-rcnn's own ProposalLayer with
 its Cython NMS took 137 ms (TEST) and 355 ms (TRAIN) on this input on the same machine; the
 goals are <= 27 ms and <= 70 ms.
@@ -31,6 +36,7 @@ goals are <= 27 ms and <= 70 ms.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -157,7 +163,9 @@ def bench_layer(repeat: int, ref_repeat: int, seed: int, out=sys.stdout) -> list
               f"{t_cy:>25.2f} {t_cy / t_ours:>6.1f} {'yes' if same_cy else 'NO':>5} "
               f"{t_np:>24.2f} {t_np / t_ours:>6.1f} {'yes' if same_np else 'NO':>5}",
               file=out, flush=True)
-        rows.append({"phase": phase, "rois": len(rois), "ours_ms": t_ours,
+        rows.append({"phase": phase, "pre_nms_top_n": int(c.RPN_PRE_NMS_TOP_N),
+                     "post_nms_top_n": int(c.RPN_POST_NMS_TOP_N), "rois": len(rois),
+                     "ours_ms": t_ours,
                      "straightforward_cython_ms": t_cy, "straightforward_numpy_ms": t_np,
                      "same": same_cy and same_np})
     return rows
@@ -217,11 +225,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--net", action="store_true",
                         help="also time the SqueezeNet test net and the Python layers' share")
     parser.add_argument("--net-repeat", type=int, default=5)
+    parser.add_argument("--json", metavar="PATH", help="also write the figures here (JSON)")
     args = parser.parse_args(argv)
     print(f"numpy {np.__version__}")
     rows = bench_layer(args.repeat, args.ref_repeat, args.seed)
-    if args.net:
-        bench_net(args.net_repeat, args.seed)
+    net = bench_net(args.net_repeat, args.seed) if args.net else None
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"repeat": args.repeat, "ref_repeat": args.ref_repeat,
+                       "net_repeat": args.net_repeat if args.net else None, "layer": rows,
+                       "net": net}, f, indent=2)
+            f.write("\n")
     return 0 if all(r["same"] for r in rows) else 1
 
 

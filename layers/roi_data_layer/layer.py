@@ -13,7 +13,8 @@ three tops, end to end (an RPN in the net makes the RoIs; with cfg TRAIN.HAS_RPN
   data      (1, 3, H, W) float32: BGR minus cfg.PIXEL_MEANS, scaled so the short side is a
             randomly drawn entry of the scales and the long side at most max_size
   im_info   (1, 3) float32: H, W, scale
-  gt_boxes  (G, 5) float32: x1 y1 x2 y2 class in scaled-image pixels, G >= 1
+  gt_boxes  (G, 5) float32: x1 y1 x2 y2 class in scaled-image pixels, G >= 1 (G = 0 for
+            an image without objects with cfg TRAIN.USE_EMPTY_IMAGES)
 six tops, Fast R-CNN from precomputed proposals (py-faster-rcnn's Fast R-CNN nets, the
   Fast R-CNN stages of its alternating optimisation, abhi2610/ohem's OHEM nets):
   data (N, 3, H, W) with N = TRAIN.IMS_PER_BATCH, rois (R, 5) [image index, x1, y1, x2,
@@ -24,6 +25,8 @@ Tops are shaped at setup with placeholders ((N, 3, max scale, max_size), then (1
 (1, 5), or (1, 5), (1,) and (1, 4K)) and reshaped by every forward.  Images come in
 shuffled epochs (optionally aspect-grouped) from a numpy Generator; optionally a background
 thread prepares the next ones.  The layer uses the TRAIN settings in either phase.
+``get_train_state()`` / ``set_train_state(state)`` save and restore its place in the epoch
+and its Generator (prefetched minibatches not counted), for exact resumes (frcnn.train_state).
 
 The roidb comes either from Python, ``net.layers[0].set_roidb(roidb)`` (py-faster-rcnn's
 way; see frcnn.data.roidb), or from the param_str, which lets plain ``caffe train`` run the
@@ -63,7 +66,7 @@ from frcnn.config import cfg, cfg_from_file
 from frcnn.data.datasets import get_dataset, parse_classes
 from frcnn.data.fast_rcnn import (check_fast_rcnn_roidb, fast_rcnn_params, fast_rcnn_roidb,
                                   get_fast_rcnn_minibatch)
-from frcnn.data.minibatch import BlobSettings, MinibatchSource
+from frcnn.data.minibatch import BlobSettings, MinibatchSource, get_minibatch
 from frcnn.data.proposal_files import load_proposals
 from frcnn.data.prefetch import Prefetcher
 from frcnn.data.roidb import check_roidb
@@ -121,6 +124,7 @@ class RoIDataLayer(caffe.Layer):
         self._seed = int(pick("seed", cfg.RNG_SEED))
         self._aspect_grouping = bool(pick("aspect_grouping", cfg.TRAIN.ASPECT_GROUPING))
         self._use_prefetch = bool(pick("prefetch", cfg.TRAIN.USE_PREFETCH))
+        self._allow_empty = bool(cfg.TRAIN.USE_EMPTY_IMAGES)  # images without objects
         self._source: MinibatchSource | None = None
         self._prefetcher: Prefetcher | None = None
 
@@ -150,7 +154,8 @@ class RoIDataLayer(caffe.Layer):
                              f"({', '.join(dataset.classes)})")
         if not self.fast_rcnn:
             self._install(dataset.training_roidb(flip=flip, use_difficult=p["use_difficult"],
-                                                 skip_bad=p["skip_bad"]))
+                                                 skip_bad=p["skip_bad"],
+                                                 keep_empty=self._allow_empty))
             return
         if not p["proposals"]:
             raise ValueError("a Fast R-CNN data layer (six tops) given a 'dataset' needs its "
@@ -168,7 +173,9 @@ class RoIDataLayer(caffe.Layer):
         self.bbox_means, self.bbox_stds = means, stds
         self._install(roidb)
 
-    def _install(self, roidb: list[dict]) -> None:
+    def _install(self, roidb: list[dict], state: dict | None = None) -> None:
+        """A new source on ``roidb`` (from ``state`` when given, else from the seed) and,
+        with prefetching, a new thread (an old thread only ever touches the old source)."""
         self.close()
         self._roidb = roidb
         build = None
@@ -177,11 +184,24 @@ class RoIDataLayer(caffe.Layer):
 
             def build(entries, rng):
                 return get_fast_rcnn_minibatch(entries, settings, k, params, rng)
-        self._source = MinibatchSource(roidb, self._settings, self._seed,
-                                       self._aspect_grouping, self._ims_per_batch, build)
+        elif self._allow_empty:
+            settings = self._settings
+
+            def build(entries, rng):
+                return get_minibatch(entries, settings, rng, allow_empty=True)
+        source = MinibatchSource(roidb, self._settings, self._seed, self._aspect_grouping,
+                                 self._ims_per_batch, build)
+        if state is not None:
+            source.set_state(state)
+        self._source = source
+        self._consumed_state = None  # with prefetching: the state after the last one used
         if self._use_prefetch:
+            self._consumed_state = source.get_state()
+
+            def produce():  # the state after each minibatch travels with it
+                return source.next(), source.get_state()
             name = getattr(self, "layer_name", "") or "RoIDataLayer"
-            self._prefetcher = Prefetcher(self._source.next, depth=2, name=f"prefetch-{name}")
+            self._prefetcher = Prefetcher(produce, depth=2, name=f"prefetch-{name}")
 
     @reports_errors
     def set_roidb(self, roidb: list[dict]) -> None:
@@ -191,8 +211,25 @@ class RoIDataLayer(caffe.Layer):
         if self.fast_rcnn:
             check_fast_rcnn_roidb(roidb, self._num_classes)
         else:
-            check_roidb(roidb, self._num_classes)
+            check_roidb(roidb, self._num_classes, allow_empty=self._allow_empty)
         self._install(list(roidb))
+
+    def get_train_state(self) -> dict:
+        """Where the data stands after the minibatches used so far (prefetched ones not
+        counted), JSON-able: see frcnn.data.minibatch.MinibatchSource.get_state."""
+        if self._source is None:
+            raise RuntimeError("no roidb yet: nothing to save")
+        if self._prefetcher is not None:
+            return self._consumed_state
+        return self._source.get_state()
+
+    @reports_errors
+    def set_train_state(self, state: dict) -> None:
+        """Continue from a ``get_train_state`` of a layer on the same roidb (a resume): the
+        next minibatches are the ones that layer would have given."""
+        if self._source is None:
+            raise RuntimeError("no roidb: call set_roidb(roidb) before set_train_state")
+        self._install(self._roidb, state)
 
     def close(self) -> None:
         """Stop the prefetch thread, if any (it also stops at exit)."""
@@ -205,7 +242,10 @@ class RoIDataLayer(caffe.Layer):
         if self._source is None:
             raise RuntimeError("no roidb: give a 'dataset' in the param_str, or call "
                                "set_roidb(roidb) before the first forward")
-        blobs = self._prefetcher.get() if self._prefetcher is not None else self._source.next()
+        if self._prefetcher is not None:
+            blobs, self._consumed_state = self._prefetcher.get()
+        else:
+            blobs = self._source.next()
         for i, name in enumerate(self._tops):
             top[i].reshape(*blobs[name].shape)
             top[i].data[...] = blobs[name]

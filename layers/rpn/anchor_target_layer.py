@@ -17,6 +17,7 @@ from frcnn.caffe_layer import check_bottoms, check_tops, layer_params, reports_e
 from frcnn.config import cfg
 from frcnn.rpn_setup import anchor_target_params
 from frcnn.targets import anchor_targets
+from frcnn.train_state import rng_state, set_rng_state
 
 
 class AnchorTargetLayer(caffe.Layer):
@@ -62,6 +63,15 @@ class AnchorTargetLayer(caffe.Layer):
         for i, values in enumerate((t.bbox_targets, t.inside_weights, t.outside_weights), 1):
             top[i].reshape(1, 4 * a, height, width)
             top[i].data[...] = values.reshape(1, height, width, 4 * a).transpose(0, 3, 1, 2)
+
+    def get_train_state(self) -> dict:
+        """The sampling Generator's state, JSON-able (frcnn.train_state: exact resumes)."""
+        return {"rng": rng_state(self._rng)}
+
+    @reports_errors
+    def set_train_state(self, state: dict) -> None:
+        """Continue sampling from a ``get_train_state``."""
+        set_rng_state(self._rng, state["rng"])
 
     def reshape(self, bottom, top):
         """Tops are shaped in forward."""

@@ -17,6 +17,7 @@ from frcnn.caffe_layer import check_bottoms, check_tops, layer_params, reports_e
 from frcnn.config import cfg
 from frcnn.rpn_setup import roi_sampling_params
 from frcnn.targets import sample_rois
+from frcnn.train_state import rng_state, set_rng_state
 
 
 class ProposalTargetLayer(caffe.Layer):
@@ -47,6 +48,15 @@ class ProposalTargetLayer(caffe.Layer):
                                     s.outside_weights)):
             top[i].reshape(*values.shape)
             top[i].data[...] = values
+
+    def get_train_state(self) -> dict:
+        """The sampling Generator's state, JSON-able (frcnn.train_state: exact resumes)."""
+        return {"rng": rng_state(self._rng)}
+
+    @reports_errors
+    def set_train_state(self, state: dict) -> None:
+        """Continue sampling from a ``get_train_state``."""
+        set_rng_state(self._rng, state["rng"])
 
     def reshape(self, bottom, top):
         """Tops are shaped in forward."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import copy
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any, Iterator, NamedTuple
 
@@ -61,6 +62,8 @@ KEYS: tuple[Key, ...] = (
     Key("TRAIN.BG_THRESH_LO", 0.0, "see BG_THRESH_HI (py-faster-rcnn end2end uses 0.0)"),
     Key("TRAIN.USE_FLIPPED", True, "add horizontally flipped copies of the training images"),
     Key("TRAIN.ASPECT_GROUPING", True, "group images of like aspect ratio in minibatches"),
+    Key("TRAIN.USE_EMPTY_IMAGES", False, "train on images without (usable) objects as "
+        "negatives: every anchor and RoI background; py-faster-rcnn drops them"),
     Key("TRAIN.BBOX_REG", True, "train bounding-box regressors"),
     Key("TRAIN.BBOX_THRESH", 0.5, "IoU a RoI needs with a gt box to be a regression example"),
     Key("TRAIN.BBOX_INSIDE_WEIGHTS", (1.0, 1.0, 1.0, 1.0), "weights of dx dy dw dh in the "
@@ -202,7 +205,13 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         raise fail()
     if isinstance(default, float):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # an int of 400 digits
+                raise fail() from None
+            if math.isfinite(number):
+                return number
+            raise ConfigError(f"config key {name}: expected a finite number, got {value!r}")
         raise fail()
     if isinstance(default, str):
         if isinstance(value, str):
@@ -222,7 +231,7 @@ def _flatten(tree: Mapping, prefix: str = "") -> list[tuple[str, Any]]:
     out = []
     for key, value in tree.items():
         name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
+        if isinstance(value, Mapping) and name not in _DEFAULTS:  # a key's {} is a bad value
             out.extend(_flatten(value, name + "."))
         else:
             out.append((name, value))
@@ -276,12 +285,17 @@ def cfg_from_file(path: str, config: EasyDict | None = None) -> EasyDict:
     import yaml
 
     try:
-        with open(path) as f:
-            data = yaml.safe_load(f) or {}
+        with open(path, encoding="utf-8") as f:
+            data = yaml.load(f, Loader=_unique_key_loader()) or {}  # noqa: S506 - SafeLoader
     except FileNotFoundError:
         raise FileNotFoundError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {path} cannot be read: {e}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+    except (Exception, RecursionError) as e:  # a 5000-digit int, !!float '', [[[[...
+        raise ConfigError(f"config file {path} is not valid YAML: {type(e).__name__}: "
+                          f"{str(e)[:200]}") from None
     if not isinstance(data, Mapping):
         raise ConfigError(f"config file {path}: expected a mapping of keys, got {type(data).__name__}")
     try:
@@ -290,10 +304,31 @@ def cfg_from_file(path: str, config: EasyDict | None = None) -> EasyDict:
         raise ConfigError(f"{path}: {e}") from None
 
 
+def _unique_key_loader():
+    """yaml.SafeLoader, refusing a key given twice in one mapping (plain YAML keeps the
+    last silently, e.g. a second TRAIN: section replacing the first)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            self.flatten_mapping(node)
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, (str, int, float, bool)) and key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} is given twice", key_node.start_mark)
+                if isinstance(key, (str, int, float, bool)):
+                    seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeyLoader
+
+
 def _literal(text: str) -> Any:
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return text  # a bare string such as an EXP_DIR name
 
 
@@ -307,6 +342,8 @@ def cfg_from_list(pairs: list[str], config: EasyDict | None = None) -> EasyDict:
         *parents, leaf = name.split(".")
         for p in parents:
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"config key {name}: {p} is also given a value of its own")
         node[leaf] = _literal(text)
     return merge_dict(updates, config)
 

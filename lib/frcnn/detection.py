@@ -32,7 +32,8 @@ def decode_boxes(rois: np.ndarray, bbox_pred: np.ndarray, im_scale: float,
         (R, 4K) float32 boxes, clipped.
     """
     boxes = np.asarray(rois, np.float64).reshape(-1, 5)[:, 1:5] / im_scale
-    deltas = np.asarray(bbox_pred, np.float64).reshape(len(boxes), -1)
+    deltas = np.asarray(bbox_pred, np.float64)  # (0, 4K) too: reshape(0, -1) cannot infer 4K
+    deltas = deltas.reshape(len(boxes), -1 if len(boxes) else int(np.prod(deltas.shape[1:])))
     if stds is not None:
         k4 = deltas.shape[1]
         deltas = deltas * per_output(stds, k4, "stds") + per_output(

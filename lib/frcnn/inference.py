@@ -105,6 +105,10 @@ class DetectorBase:
     num_classes: int = 0
     fast_rcnn: bool = False
     backend: str = ""
+    #: the rois of the last ``raw`` / ``detect`` call, (R, 4) in original-image pixels: an
+    #: end-to-end net's RPN proposals (best objectness first), or the proposals given to a
+    #: Fast R-CNN net (as given, before de-duplication); None before the first call
+    last_proposals: np.ndarray | None = None
 
     def forward(self, blob: np.ndarray, im_info: np.ndarray, rois: np.ndarray | None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -124,10 +128,12 @@ class DetectorBase:
             raise ValueError("this test net makes its own proposals (it has an RPN); "
                              "proposals are only for Fast R-CNN test nets")
         s = self.settings
+        self.last_proposals = None
         blob, im_info, scale = prepare_input(im, s)
         inverse, given = None, None
         if self.fast_rcnn:
             boxes = np.asarray(proposals, np.float32).reshape(-1, 4)
+            self.last_proposals = boxes
             if not len(boxes):
                 k = self.num_classes
                 return np.zeros((0, k), np.float32), np.zeros((0, 4 * k), np.float32)
@@ -136,6 +142,8 @@ class DetectorBase:
             given = given[index]
         rois, cls_prob, bbox_pred = self.forward(blob, im_info, given)
         rois = np.asarray(rois, np.float32).reshape(-1, 5)
+        if not self.fast_rcnn:
+            self.last_proposals = rois[:, 1:5] / scale
         scores = np.asarray(cls_prob, np.float32).reshape(len(rois), -1).copy()
         deltas = np.asarray(bbox_pred, np.float32).reshape(len(rois), -1)
         norm = (s.means, s.stds) if self.unnormalize else (None, None)
@@ -177,13 +185,10 @@ class Detector(DetectorBase):
         _check_file(net, "test net")
         _check_file(model, "model")
         caffe.set_mode_cpu()
-        from frcnn.model_files import load_weights
+        from frcnn.model_files import check_model_record, load_weights
 
         meta = read_sidecar(model)
-        size = (meta or {}).get("model_bytes")
-        if size is not None and Path(model).stat().st_size != size:
-            raise ValueError(f"{model} is {Path(model).stat().st_size} bytes but its sidecar "
-                             f"says {size}: a half-written or replaced model")
+        check_model_record(model, meta)  # size and sha256 as training wrote it
 
         try:
             self.net = caffe.Net(net, caffe.TEST)

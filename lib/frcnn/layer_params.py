@@ -10,15 +10,18 @@ a key is known in exactly one place.  Every form of py-faster-rcnn's models/ is 
   (``'feat_stride': 16, 'scales': (8, 16, 32)``); tuples in parentheses are read as
   Python literals.
 
-Keys may be quoted or bare.  YAML is read with a safe loader that knows one tag beyond
-plain YAML, ``!!python/tuple``; any other ``!!python/...`` (or unknown) tag raises
-``ParamError`` and is never constructed.  Unknown keys, values of the wrong type and missing
-required keys raise ``ParamError`` naming the layer.
+Keys may be quoted or bare, each given once.  YAML is read with a safe loader that knows
+one tag beyond plain YAML, ``!!python/tuple``; any other ``!!python/...`` (or unknown) tag
+raises ``ParamError`` and is never constructed.  Unknown or repeated keys, values of the wrong type
+or below a key's ``minimum``, numbers that are not finite, and missing required keys raise
+``ParamError`` naming the layer.
 """
 from __future__ import annotations
 
 import ast
+import math
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +39,7 @@ class Param:
     kind: str          # "int", "float", "str", "bool", "numbers" (non-empty tuple of > 0)
     default: Any = _REQUIRED
     doc: str = ""
+    minimum: int | None = None  # the smallest value of an "int"
 
     @property
     def required(self) -> bool:
@@ -43,7 +47,7 @@ class Param:
 
 
 _ANCHOR_PARAMS = {
-    "feat_stride": Param("int", 16, "stride of the feature map in input pixels"),
+    "feat_stride": Param("int", 16, "stride of the feature map in input pixels", 1),
     "scales": Param("numbers", (8, 16, 32), "anchor scales (side = 16 * scale at ratio 1)"),
     "ratios": Param("numbers", (0.5, 1, 2), "anchor aspect ratios (height / width)"),
 }
@@ -56,12 +60,12 @@ LAYER_PARAMS: dict[str, dict[str, Param]] = {
     },
     "rpn.proposal_layer.ProposalLayer": dict(_ANCHOR_PARAMS),
     "rpn.proposal_target_layer.ProposalTargetLayer": {
-        "num_classes": Param("int", doc="classes including background"),
+        "num_classes": Param("int", doc="classes including background", minimum=2),
     },
     "roi_data_layer.layer.RoIDataLayer": {
         # None below means: take the value from cfg (named in the doc) at setup
         "num_classes": Param("int", doc="classes including background (checked against the "
-                                        "dataset's class list)"),
+                                        "dataset's class list)", minimum=2),
         "dataset": Param("str", "", "dataset to load at setup: a registered name "
                                     "(synth_train, voc_2007_trainval, ...), the path of a "
                                     "VOC-format folder or of a COCO instances .json; '' = "
@@ -82,11 +86,11 @@ LAYER_PARAMS: dict[str, dict[str, Param]] = {
         "cfg": Param("str", "", "YAML config file merged into the global cfg at setup (for "
                                 "`caffe train`; later layers see it too)"),
         "scales": Param("numbers", None, "short sides drawn from (cfg TRAIN.SCALES)"),
-        "max_size": Param("int", None, "cap on the long side (cfg TRAIN.MAX_SIZE)"),
+        "max_size": Param("int", None, "cap on the long side (cfg TRAIN.MAX_SIZE)", 1),
         "flip": Param("bool", None, "add flipped images (cfg TRAIN.USE_FLIPPED)"),
         "aspect_grouping": Param("bool", None, "pair images of like orientation "
                                                "(cfg TRAIN.ASPECT_GROUPING)"),
-        "seed": Param("int", None, "seed of the shuffling and scale draws (cfg RNG_SEED)"),
+        "seed": Param("int", None, "seed of the shuffling and scale draws (cfg RNG_SEED)", 0),
         "prefetch": Param("bool", None, "prepare minibatches in a background thread "
                                         "(cfg TRAIN.USE_PREFETCH)"),
         "proposals": Param("str", "", "precomputed proposals for a Fast R-CNN data layer (six "
@@ -96,7 +100,7 @@ LAYER_PARAMS: dict[str, dict[str, Param]] = {
     },
     "roi_data_layer.layer.OHEMDataLayer": {
         "num_classes": Param("int", 0, "classes including background (checked against the "
-                                       "blobs when given)"),
+                                       "blobs when given; 0: not given)", minimum=0),
     },
 }
 
@@ -119,6 +123,24 @@ def _construct_tuple(loader: yaml.SafeLoader, node: yaml.Node) -> tuple:
 
 _TupleSafeLoader.add_constructor("tag:yaml.org,2002:python/tuple", _construct_tuple)
 
+
+class _RepeatedKey(ValueError):
+    """A key given twice (YAML and Python dicts would keep the last silently)."""
+
+
+def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.Node) -> dict:
+    """A YAML mapping whose keys are all different (else _RepeatedKey)."""
+    loader.flatten_mapping(node)
+    keys = [loader.construct_object(k, deep=True) for k, _ in node.value]
+    for k in keys:
+        if isinstance(k, (str, int, float, bool)) and keys.count(k) > 1:
+            raise _RepeatedKey(f"key {k!r} is given twice")
+    return loader.construct_mapping(node, deep=True)
+
+
+_TupleSafeLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                                 _construct_unique_mapping)
+
 # a bare key at the start of the text or after '{' or ',': ``feat_stride: 16, scales: (8,)``
 _BARE_KEY = re.compile(r"(^|[{,])(\s*)([A-Za-z_][A-Za-z0-9_]*)(\s*):")
 
@@ -135,10 +157,17 @@ def _python_dict(text: str) -> dict | None:
         body = body[1:-1]
     for candidate in (body, _BARE_KEY.sub(r"\1\2'\3'\4:", body)):
         try:
-            value = ast.literal_eval("{" + candidate + "}")
+            with warnings.catch_warnings():  # "invalid escape sequence" of 'C:\data'
+                warnings.simplefilter("ignore")
+                tree = ast.parse("{" + candidate + "}", mode="eval")
+            value = ast.literal_eval(tree)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             continue
         if isinstance(value, dict):
+            if len(value) < len(tree.body.keys):  # type: ignore[attr-defined]
+                keys = [ast.literal_eval(k) for k in tree.body.keys]  # type: ignore
+                repeated = sorted({repr(k) for k in keys if keys.count(k) > 1})
+                raise _RepeatedKey(f"key {', '.join(repeated)} is given twice")
             return value
     return None
 
@@ -155,6 +184,11 @@ def _yaml_value(text: str) -> Any:
                          f"and its !!python/tuple [...] tag are read") from None
     except yaml.YAMLError:
         return None
+    except _RepeatedKey:
+        raise
+    except (Exception, RecursionError, MemoryError) as e:  # a 5000-digit int, !!float '', [[[..
+        raise ParamError(f"param_str {text[:200]!r} rejected: {type(e).__name__}: "
+                         f"{str(e)[:200]}") from None
 
 
 def _literal_mapping(text: str) -> Any:
@@ -164,21 +198,43 @@ def _literal_mapping(text: str) -> Any:
     what was read (a dict, or something else for the caller to reject).
     """
     text = _normalise(text)
-    value = _python_dict(text)
-    if value is not None:
-        return value
-    return _yaml_value(text)
+    try:
+        value = _python_dict(text)
+        if value is not None:
+            return value
+        return _yaml_value(text)
+    except _RepeatedKey as e:
+        raise ParamError(f"param_str {text[:200]!r}: {e}") from None
+
+
+def _literal(value: Any) -> Any:
+    """A str value read as a Python literal (YAML leaves ``1e-3`` and ``(8, 16)`` strings)."""
+    if isinstance(value, str):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return ast.literal_eval(value)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            pass
+    return value
+
+
+def _number(v: Any) -> bool:
+    """An int or float that is finite as a float (10 ** 400 is not)."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
 
 
 def _convert(kind: str, value: Any) -> Any:
-    if isinstance(value, str) and kind in ("numbers", "int", "float", "bool"):
-        try:
-            value = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            pass
+    if kind in ("numbers", "int", "float", "bool"):
+        value = _literal(value)
     if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
         return value
-    if kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+    if kind == "float" and _number(value):
         return float(value)
     if kind == "bool" and isinstance(value, bool):
         return value
@@ -187,10 +243,10 @@ def _convert(kind: str, value: Any) -> Any:
     if kind == "numbers":
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = (value,)
-        if (isinstance(value, (list, tuple)) and value
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
-                        for v in value)):
-            return tuple(value)
+        if isinstance(value, (list, tuple)):
+            value = tuple(_literal(v) for v in value)
+            if value and all(_number(v) and v > 0 for v in value):
+                return value
     raise TypeError(kind)
 
 
@@ -227,8 +283,11 @@ def parse_param_str(text: str | None, layer: str, layer_name: str = "") -> dict[
         try:
             out[key] = _convert(param.kind, raw[key])
         except TypeError:
-            expected = {"numbers": "a non-empty tuple of positive numbers"}.get(param.kind,
-                                                                                 param.kind)
+            expected = {"numbers": "a non-empty tuple of positive numbers (finite)"}.get(
+                param.kind, param.kind)
             raise ParamError(f"{where}: param_str '{key}' must be {expected}, got "
                              f"{raw[key]!r}") from None
+        if param.minimum is not None and out[key] < param.minimum:
+            raise ParamError(f"{where}: param_str '{key}' must be >= {param.minimum} "
+                             f"({param.doc}), got {out[key]!r}")
     return out

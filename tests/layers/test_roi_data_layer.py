@@ -201,6 +201,26 @@ def test_cfg_settings_apply(cfg, synth):
     assert any(e["flipped"] for e in layer._roidb)
 
 
+def test_images_without_objects_become_negatives_with_the_cfg_key(cfg, synth):
+    records = load_voc(synth, "train")
+    empty = dict(records[0], boxes=np.zeros((0, 4), np.float32),
+                 gt_classes=np.zeros(0, np.int32), difficult=np.zeros(0, bool))
+    roidb = training_roidb([empty, *records[1:3]], 4, flip=False, log=None, keep_empty=True)
+    layer, top = _layer("'num_classes': 4\n'scales': [48]\n'max_size': 80")
+    with pytest.raises(ValueError, match="no gt boxes.*TRAIN.USE_EMPTY_IMAGES"):
+        layer.set_roidb(roidb)
+    cfg.TRAIN.USE_EMPTY_IMAGES = True
+    layer, top = _layer("'num_classes': 4\n'scales': [48]\n'max_size': 80")
+    layer.set_roidb(roidb)
+    counts = []
+    for _ in range(len(roidb)):
+        layer.forward([], top)
+        counts.append(top[2].data.shape[0])
+    assert sorted(counts)[0] == 0 and top[2].data.shape[1:] == (5,)
+    layer, top = _layer(f"'num_classes': 4, 'dataset': '{synth}'")  # the param_str way
+    assert len(layer._roidb) >= len(records)
+
+
 # ----------------------------------------------------------------------- errors
 
 @pytest.mark.parametrize("param_str, error, message", [

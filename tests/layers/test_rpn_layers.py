@@ -184,11 +184,21 @@ def test_end_to_end_fragment_runs_forward_and_backward(make_net):
     net.backward()
     for name in ("conv1", "rpn_cls_score", "cls_score", "bbox_pred"):
         assert np.abs(net.params[name][0].diff).sum() > 0, name
-    # an image with no gt boxes still runs, and no loss is NaN
+    # an image with no gt boxes (a negative, cfg TRAIN.USE_EMPTY_IMAGES) still runs, no
+    # loss is NaN, every sampled anchor and RoI is background and no box is regressed
     _feed(net, np.zeros((0, 5), np.float32))
     out = net.forward()
     assert all(np.isfinite(v) for v in out.values())
+    rpn_labels = net.blobs["rpn_labels"].data
+    assert np.sum(rpn_labels == 0) > 0 and not np.any(rpn_labels == 1)
+    assert len(net.blobs["labels"].data) > 0 and np.all(net.blobs["labels"].data == 0)
+    # (the RPN's outside weights normalise over every sampled anchor, as py-faster-rcnn's do;
+    # the inside weights select the regressed ones: none)
+    for name in ("rpn_bbox_inside_weights", "bbox_inside_weights", "bbox_outside_weights"):
+        assert not np.any(net.blobs[name].data), name
+    assert out["rpn_loss_bbox"] == 0 and out["loss_bbox"] == 0 and out["loss_cls"] > 0
     net.backward()
+    assert np.abs(net.params["cls_score"][0].diff).sum() > 0  # the negatives teach the head
 
 
 def test_proposal_layer_in_a_test_net(make_net, caffe):

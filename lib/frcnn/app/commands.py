@@ -56,13 +56,19 @@ def register(subparsers: Any) -> None:
                                              "--solver: its max_iter)")
     p.add_argument("--out", required=True, help="run folder (snapshots, nets, cfg)")
     p.add_argument("--weights", help="initial weights, e.g. squeezenet_v1.1.caffemodel")
-    p.add_argument("--resume", help="a .solverstate from the run's state/ folder")
+    p.add_argument("--resume", metavar="STATE|auto",
+                   help="continue a run: a .solverstate from its state/ folder, or 'auto' "
+                        "for the latest complete snapshot in --out (none yet: start afresh); "
+                        "give the run's other arguments again")
     p.add_argument("--cfg", dest="cfg_file", help="YAML config file")
     p.add_argument("--set", dest="set_pairs", nargs="+", default=[], metavar="KEY VALUE")
     p.add_argument("--base-lr", type=float)
     p.add_argument("--stepsize", type=int, help="lr step (default 3/4 of --iters)")
     p.add_argument("--iter-size", type=int)
     p.add_argument("--clip-gradients", type=float, help="cap on the gradient's L2 norm")
+    p.add_argument("--trunk-dropout", type=float, metavar="RATIO",
+                   help="dropout on the backbone's output (SqueezeNet drop9; default its 0.5; "
+                        "0 leaves it out)")
     p.add_argument("--ratios", type=_floats)
     p.add_argument("--scales", type=_floats)
     p.add_argument("--snapshot-iters", type=int)
@@ -143,6 +149,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--ohem", action="store_true", help="train the OHEM net")
     p.add_argument("--num-train", type=int, default=300)
     p.add_argument("--num-test", type=int, default=100)
+    p.add_argument("--seed", type=int, default=3,
+                   help="seeds the dataset and the training (default 3)")
     p.add_argument("--force", action="store_true", help="regenerate the dataset")
     p.set_defaults(func=_cmd_demo)
 
@@ -154,7 +162,42 @@ def _set_pairs(args: argparse.Namespace) -> tuple[str, ...]:
     return pairs
 
 
+def resume_command(argv: list[str]) -> str:
+    """``frcnn train`` arguments with any --resume / --force replaced by ``--resume auto``."""
+    import shlex
+
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--resume":
+            skip = True
+        elif not (arg.startswith("--resume=") or arg == "--force"):
+            kept.append(arg)
+    return shlex.join(["frcnn", *kept, "--resume", "auto"])
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
+    import sys
+
+    from frcnn.train import TrainingInterrupted
+
+    argv = sys.argv[1:] if "train" in sys.argv[1:] else None
+    how = (f"resume with: {resume_command(argv)}" if argv
+           else "resume with the same command and --resume auto")
+    try:
+        _train(args)
+    except TrainingInterrupted as e:
+        print(f"frcnn train: {e}; {how}", file=sys.stderr, flush=True)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"frcnn train: interrupted before training started or while stopping; "
+              f"{how}", file=sys.stderr, flush=True)
+        return 130
+    return 0
+
+
+def _train(args: argparse.Namespace) -> None:
     from frcnn.app.training import TrainRequest, run_train
 
     run_train(TrainRequest(
@@ -164,10 +207,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         weights=args.weights, resume=args.resume, cfg_file=args.cfg_file,
         set_pairs=_set_pairs(args), base_lr=args.base_lr, stepsize=args.stepsize,
         iter_size=args.iter_size, clip_gradients=args.clip_gradients, ratios=args.ratios,
-        scales=args.scales,
+        scales=args.scales, trunk_dropout=args.trunk_dropout,
         snapshot_iters=args.snapshot_iters, display=args.display, force=args.force,
         skip_bad=args.skip_bad))
-    return 0
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
@@ -218,5 +260,5 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from frcnn.app.demo import run_demo
 
     run_demo(args.out, iters=args.iters, ohem=args.ohem, force=args.force,
-             num_train=args.num_train, num_test=args.num_test)
+             num_train=args.num_train, num_test=args.num_test, seed=args.seed)
     return 0

@@ -57,7 +57,12 @@ def run_proposals(req: ProposalsRequest) -> Path:
         config.cfg_from_list(list(req.set_pairs), c)
     install_cfg(c)  # the ProposalLayer reads TEST.RPN_* when the net is built
     caffe.set_mode_cpu()
-    net = caffe.Net(req.net, caffe.TEST, weights=req.model)
+    from frcnn.model_files import check_model_record, load_weights
+    from frcnn.train import read_sidecar
+
+    check_model_record(req.model, read_sidecar(req.model))  # truncated or edited: an error
+    net = caffe.Net(req.net, caffe.TEST)
+    load_weights(net, req.model)  # checked in Python first: Caffe would abort
     for blob in ("data", "im_info", "rois"):
         if blob not in net.blobs:
             raise ValueError(f"{req.net} is not an RPN test net: it has no '{blob}' blob "

@@ -6,7 +6,8 @@ A training run folder (``frcnn train --out DIR``) holds::
     DIR/cfg.yml                                        the whole merged configuration
     DIR/run.json                                       variant, dataset, classes
     DIR/<prefix>_iter_<N>.caffemodel (+ .frcnn.json)   deployable snapshots
-    DIR/state/                                         solver states for --resume
+    DIR/state/                                         solver + train states for --resume
+    DIR/loss.csv, DIR/loss.png                         the loss history (frcnn.train_history)
 
 A snapshot's sidecar names the run's test net, cfg and classes (relative to the model), so
 ``frcnn test --model DIR/..caffemodel`` and ``frcnn detect`` need nothing else.
@@ -52,13 +53,18 @@ def install_cfg(c: EasyDict) -> None:
 
 
 def prepare_out_dir(out: str | Path, force: bool, resume: bool = False) -> Path:
-    """The output folder; an existing non-empty one needs --force (or --resume)."""
+    """The output folder; an existing non-empty one needs --force (or --resume).  OSError
+    naming it when it cannot be made or written (read-only, no permission, a file in the
+    way), before any work starts."""
+    from frcnn.fileio import check_writable
+
     path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"output folder {path} exists and is not a folder")
     if path.exists() and any(path.iterdir()) and not (force or resume):
         raise FileExistsError(f"output folder {path} exists and is not empty: pass --force to "
                               f"write into it (files may be overwritten) or choose another")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return check_writable(path)
 
 
 OUTPUT_MARKER = ".frcnn-output"  # in a folder `frcnn test` / `frcnn detect` made: {"command"}
@@ -125,8 +131,14 @@ def _marked_by(marker: Path) -> str | None:
 
 
 def model_context(model: str | Path) -> dict[str, Any]:
-    """What a model's sidecar says, with its paths made absolute ({} without a sidecar)."""
+    """What a model's sidecar says, with its paths made absolute ({} without a sidecar).
+    ValueError naming the model when its size or sha256 is not the sidecar's (a truncated or
+    edited file: frcnn.model_files.check_model_record)."""
+    from frcnn.model_files import check_model_record
+
     meta = read_sidecar(model) or {}
+    if meta and Path(model).is_file():
+        check_model_record(model, meta)
     base = Path(model).resolve().parent
     for key in ("test_net", "cfg_file"):
         if meta.get(key):
@@ -145,6 +157,8 @@ def train_and_record(options: Any, roidb: list[dict] | None, out: Path, info: di
 
     trainer = Trainer(options, roidb)
     first_iter = trainer.solver.iter
+    if trainer.resumed_from:
+        info["resumed_from"] = str(trainer.resumed_from)
     start = time.time()
     model = trainer.train()
     seconds = time.time() - start

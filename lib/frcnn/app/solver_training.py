@@ -172,7 +172,8 @@ def run_solver_train(req) -> str:
         if not t.BBOX_NORMALIZE_TARGETS_PRECOMPUTED:
             means, stds = tuple(m.ravel().tolist()), tuple(s.ravel().tolist())
     else:
-        roidb = training_roidb(records, dataset.num_classes, flip=bool(t.USE_FLIPPED))
+        roidb = training_roidb(records, dataset.num_classes, flip=bool(t.USE_FLIPPED),
+                               keep_empty=bool(t.USE_EMPTY_IMAGES))
 
     # py-faster-rcnn's snapshot names: <snapshot_prefix>[_<SNAPSHOT_INFIX>]_iter_<N>
     prefix = (Path(sn.solver.snapshot_prefix).name or "model") + (

@@ -144,10 +144,18 @@ class EvalRequest(ModelRequest):
     force: bool = False                   # write into a non-empty --out it did not make
     max_images: int = 0                   # 0: all
     proposals: str | None = None          # for a Fast R-CNN test net (rois as an input)
+    size_thresholds: tuple[float, float] = (32.0, 96.0)  # sqrt(area): small | medium | large
 
 
 def run_test(req: EvalRequest) -> dict[str, float]:
-    """Detect on every image of the dataset, evaluate, save; return the VOC07 APs."""
+    """Detect on every image of the dataset, evaluate, save; return the VOC07 APs.
+
+    Besides the APs (eval.json, eval.txt, the VOC results files): the diagnostics of
+    ``frcnn.diagnostics`` (proposal recall, AP by size, false positives by kind; eval.json
+    keys proposal_recall, ap_by_size, false_positives, size_thresholds) and a
+    precision-recall curve per class, pr_<class>.png.
+    """
+    from frcnn import diagnostics
     from frcnn.data.blobs import read_image
     from frcnn.data.datasets import get_dataset
     from frcnn.evaluation import evaluate, format_table
@@ -174,6 +182,9 @@ def run_test(req: EvalRequest) -> dict[str, float]:
         raise ValueError("--proposals given, but the test net makes its own (it has an RPN)")
     if req.max_images:
         records = records[:req.max_images]
+    diagnostics.check_size_thresholds(req.size_thresholds)  # before the long loop
+    recall = diagnostics.ProposalRecallEvaluator(source="given" if detector.fast_rcnn
+                                                 else "rpn")
     k = len(dataset.classes)
     all_dets: list[list[np.ndarray]] = [[np.zeros((0, 5), np.float32)] * len(records)
                                         for _ in range(k)]
@@ -183,6 +194,7 @@ def run_test(req: EvalRequest) -> dict[str, float]:
                                None if proposals is None else proposals[i])
         for c in range(1, k):
             all_dets[c][i] = dets[c]
+        recall.process(r, getattr(detector, "last_proposals", None))
         if (i + 1) % 25 == 0 or i + 1 == len(records):
             per = (time.time() - start) / (i + 1)
             print(f"[test] {i + 1}/{len(records)} images  {per:.3f}s/image  "
@@ -197,13 +209,18 @@ def run_test(req: EvalRequest) -> dict[str, float]:
 
         coco = evaluate_test_run(out, all_dets, records, dataset)
         table += "\n\n" + format_summary(coco)
+    diag = {"proposal_recall": recall.evaluate(),
+            **diagnostics.diagnose(all_dets, records, dataset.classes, req.size_thresholds)}
+    table += "\n\n" + diagnostics.format_diagnostics(diag)
     print(table, flush=True)
     write_voc_results(out, all_dets, records, dataset.classes)
+    curves = diagnostics.write_pr_curves(out, all_dets, records, dataset.classes)
     (out / "eval.json").write_text(json.dumps(
         {"dataset": dataset.name, "model": str(req.model), "backend": detector.backend,
          "images": len(records),
          "seconds_per_image": round(seconds_per_image, 4), "ap_voc07": aps07,
-         "ap_area": aps, **({"coco": coco} if coco else {})}, indent=2) + "\n")
+         "ap_area": aps, **({"coco": coco} if coco else {}), **diag,
+         "pr_curves": [p.name for p in curves]}, indent=2) + "\n")
     (out / "eval.txt").write_text(table + "\n")
     print(f"[test] mAP (VOC07 11-point) {aps07['mAP']:.4f}, (area) {aps['mAP']:.4f} on "
           f"{len(records)} images, {seconds_per_image:.3f}s/image; results in {out}",

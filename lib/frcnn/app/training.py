@@ -34,7 +34,7 @@ class TrainRequest:
     root: str | None = None                    # folder of a registered dataset
     images: str | None = None                  # image folder of a COCO .json dataset
     weights: str | None = None
-    resume: str | None = None
+    resume: str | None = None                  # a .solverstate, or "auto" (latest complete)
     cfg_file: str | None = None
     set_pairs: Sequence[str] = ()
     base_lr: float | None = None
@@ -43,6 +43,7 @@ class TrainRequest:
     clip_gradients: float | None = None        # solver clip_gradients (L2 norm cap)
     ratios: Sequence[float] | None = None
     scales: Sequence[float] | None = None
+    trunk_dropout: float | None = None         # None: the backbone's own (drop9 0.5)
     snapshot_iters: int | None = None          # default: cfg TRAIN.SNAPSHOT_ITERS
     display: int = 20
     force: bool = False
@@ -81,7 +82,7 @@ def run_train(req: TrainRequest) -> str:
     changes = {"num_classes": dataset.num_classes, "max_iter": req.iters,
                "stepsize": req.stepsize or max(1, int(req.iters * 0.75)),
                "display": req.display}
-    for key in ("base_lr", "iter_size", "ratios", "scales"):
+    for key in ("base_lr", "iter_size", "ratios", "scales", "trunk_dropout"):
         value = getattr(req, key)
         if value is not None:
             changes[key] = tuple(value) if key in ("ratios", "scales") else value
@@ -105,7 +106,8 @@ def run_train(req: TrainRequest) -> str:
     print(f"[train] dataset {dataset.name} ({dataset.root}, split {dataset.split}), classes "
           f"{list(dataset.classes[1:])}", flush=True)
     records = dataset.load(skip_bad=req.skip_bad)
-    roidb = training_roidb(records, dataset.num_classes, flip=bool(c.TRAIN.USE_FLIPPED))
+    roidb = training_roidb(records, dataset.num_classes, flip=bool(c.TRAIN.USE_FLIPPED),
+                           keep_empty=bool(c.TRAIN.USE_EMPTY_IMAGES))
     info = {"net": req.net, "variant": variant.summary(), "dataset": dataset.name,
             "dataset_root": str(dataset.root), "classes": list(dataset.classes),
             "iters": req.iters, "started": time.strftime("%Y-%m-%d %H:%M:%S")}

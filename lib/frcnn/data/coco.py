@@ -38,7 +38,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from frcnn.data.problems import DatasetError, Problems
+from frcnn.data.blobs import image_size_problem
+from frcnn.data.problems import DatasetError, Problems, path_is
 from frcnn.data.voc import BACKGROUND, BORDER_TOLERANCE, CLASSES_FILE, check_class_names
 
 ANNOTATIONS_FOLDER = "annotations"
@@ -64,7 +65,7 @@ def default_images_dir(json_path: str | os.PathLike) -> Path:
     parent = path.parent
     if parent.name == ANNOTATIONS_FOLDER:
         by_split = parent.parent / split_name(path)
-        return by_split if by_split.is_dir() else parent.parent
+        return by_split if path_is(by_split, "dir") else parent.parent
     return parent
 
 
@@ -73,12 +74,12 @@ def default_images_dir(json_path: str | os.PathLike) -> Path:
 def read_coco_file(json_path: str | os.PathLike) -> dict[str, Any]:
     """The parsed file, checked to hold lists 'images', 'annotations' and 'categories'."""
     path = Path(json_path)
-    if not path.is_file():
+    if not path_is(path):
         raise FileNotFoundError(f"COCO annotation file not found: {path}")
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DatasetError(f"{path}: not a readable JSON file ({e})") from None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: bad UTF-8 or JSON, 5000 digits
+        raise DatasetError(f"{path}: not a readable JSON file ({str(e)[:200]})") from None
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: expected a JSON object with images, annotations and "
                            f"categories")
@@ -96,8 +97,8 @@ def coco_categories(data: dict, where: str) -> tuple[tuple[str, ...], tuple[int,
     by id: label k (1..K-1) is the k-th smallest id.  Raises DatasetError naming ``where``."""
     cats = []
     for i, cat in enumerate(data["categories"]):
-        if not isinstance(cat, dict) or not isinstance(cat.get("id"), int) \
-                or isinstance(cat.get("id"), bool) or not str(cat.get("name", "")).strip():
+        if not isinstance(cat, dict) or not _is_id(cat.get("id")) \
+                or not isinstance(cat.get("name"), str) or not cat["name"].strip():
             raise DatasetError(f"{where}: category entry {i} ({cat!r}) needs an integer 'id' "
                                f"and a 'name'")
         cats.append((cat["id"], str(cat["name"]).strip()))
@@ -114,9 +115,19 @@ def coco_categories(data: dict, where: str) -> tuple[tuple[str, ...], tuple[int,
 
 
 def _number(value: Any) -> float | None:
+    """A JSON number as a finite float, else None (10 ** 400 too)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value) if np.isfinite(value) else None
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
+    return value if np.isfinite(value) else None
+
+
+def _is_id(value: Any) -> bool:
+    """An integer id (not a bool, a string or a float)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _image_entries(data: dict, where: str, images_dir: Path, problems: Problems
@@ -128,19 +139,22 @@ def _image_entries(data: dict, where: str, images_dir: Path, problems: Problems
         image_id = im.get("id") if isinstance(im, dict) else None
         label = f"{where}: image {image_id if image_id is not None else f'entry {i}'}"
         try:
-            if not isinstance(image_id, int) or isinstance(image_id, bool):
+            if not _is_id(image_id):
                 raise DatasetError(f"{label}: needs an integer 'id'")
             if image_id in seen:
                 raise DatasetError(f"{label}: duplicate image id {image_id}")
             seen.add(image_id)
             name = im.get("file_name")
             w, h = _number(im.get("width")), _number(im.get("height"))
-            if not name or not w or not h or w <= 0 or h <= 0:
+            if not isinstance(name, str) or not name or not w or not h or w <= 0 or h <= 0:
                 raise DatasetError(f"{label}: needs 'file_name' and positive 'width' and "
                                    f"'height', got {name!r} {im.get('width')!r}x"
                                    f"{im.get('height')!r}")
+            problem = image_size_problem(int(w), int(h))
+            if problem:
+                raise DatasetError(f"{label}: claims {problem}")
             file = images_dir / name
-            if not file.is_file():
+            if not path_is(file):
                 raise FileNotFoundError(f"{label}: image file not found: {file}")
             if file.stat().st_size == 0:
                 raise DatasetError(f"{label}: image {file} is an empty file")
@@ -162,14 +176,14 @@ def parse_annotation(ann: Any, index: int, images: dict[int, dict], all_image_id
     if not isinstance(ann, dict):
         raise DatasetError(f"{label}: not an object")
     image_id = ann.get("image_id")
-    if image_id not in all_image_ids:
+    if not _is_id(image_id) or image_id not in all_image_ids:
         raise DatasetError(f"{label}: unknown image_id {image_id!r}")
     if image_id not in images:
         return None
     im = images[image_id]
     label += f" (image {image_id})"
     cat = ann.get("category_id")
-    if cat not in cat_to_label:
+    if not _is_id(cat) or cat not in cat_to_label:
         raise DatasetError(f"{label}: unknown category_id {cat!r} (categories: "
                            f"{sorted(cat_to_label)[:25]})")
     bbox = ann.get("bbox")
@@ -188,8 +202,14 @@ def parse_annotation(ann: Any, index: int, images: dict[int, dict], all_image_id
     box = np.array([min(max(x1, 0), width - 1), min(max(y1, 0), height - 1),
                     min(max(x2, 0), width - 1), min(max(y2, 0), height - 1)], np.float32)
     area = _number(ann.get("area"))
-    crowd = bool(ann.get("iscrowd", 0))
-    return image_id, box, cat_to_label[cat], crowd, float(area if area else w * h)
+    if area is not None and abs(area) > np.finfo(np.float32).max:  # 1e308: inf as float32
+        area = None
+    if ann.get("area") is not None and area is None:
+        raise DatasetError(f"{label}: area {ann.get('area')!r} is not a (float32) number")
+    crowd = ann.get("iscrowd", 0)
+    if crowd not in (0, 1) or isinstance(crowd, float):  # 0, 1, false, true
+        raise DatasetError(f"{label}: iscrowd {crowd!r} is not 0 or 1")
+    return image_id, box, cat_to_label[cat], bool(crowd), float(area if area else w * h)
 
 
 def load_coco(json_path: str | os.PathLike, images: str | os.PathLike | None = None,
@@ -206,17 +226,24 @@ def load_coco(json_path: str | os.PathLike, images: str | os.PathLike | None = N
     data = read_coco_file(path)
     classes, cat_ids = coco_categories(data, str(path))
     folder = Path(images).expanduser().absolute() if images else default_images_dir(path)
-    if not folder.is_dir():
+    if not path_is(folder, "dir"):
         raise FileNotFoundError(f"image folder of {path} not found: {folder} (give --images)")
     problems = Problems(skip=skip_bad)
     entries = _image_entries(data, str(path), folder, problems)
-    all_ids = {im.get("id") for im in data["images"] if isinstance(im, dict)}
+    all_ids = {im.get("id") for im in data["images"] if isinstance(im, dict)
+               and _is_id(im.get("id"))}
     cat_to_label = {c: k + 1 for k, c in enumerate(cat_ids)}
     objects: dict[int, list] = {i: [] for i in entries}
     seen: set = set()
     for i, ann in enumerate(data["annotations"]):
         try:
             ann_id = ann.get("id") if isinstance(ann, dict) else None
+            if ann_id is not None and not _is_id(ann_id):
+                raise DatasetError(f"{path}: annotation {ann_id!r} (entry {i}): the id is not "
+                                   f"an integer")
+            if ann_id is not None and not -2 ** 63 <= ann_id < 2 ** 63:
+                raise DatasetError(f"{path}: annotation {ann_id}: the id is not a 64-bit "
+                                   f"integer")
             if ann_id is not None and ann_id in seen:
                 raise DatasetError(f"{path}: annotation {ann_id}: duplicate annotation id")
             seen.add(ann_id)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from frcnn.data import coco
+from frcnn.data.problems import path_is
 from frcnn.data.roidb import training_roidb
 from frcnn.data.voc import check_class_names, folder_classes, load_voc, read_class_file
 
@@ -58,20 +59,28 @@ class Dataset:
         return load_voc(self.root, self.split, self.classes, skip_bad=skip_bad, log=log)
 
     def training_roidb(self, flip: bool, use_difficult: bool = False, skip_bad: bool = False,
-                       log=print) -> list[dict]:
+                       log=print, keep_empty: bool = False) -> list[dict]:
         """The roidb to train on (``frcnn.data.roidb.training_roidb`` of ``load()``)."""
         return training_roidb(self.load(skip_bad, log), self.num_classes, flip,
-                              use_difficult, log)
+                              use_difficult, log, keep_empty=keep_empty)
+
+
+def _expanded(path: str | os.PathLike) -> Path:
+    """``~`` expanded; a ``~user`` that does not exist is left as it is (a plain name)."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        return Path(path)
 
 
 def _absolute(path: str | os.PathLike) -> Path:
-    return Path(path).expanduser().absolute()
+    return _expanded(path).absolute()
 
 
 def _synth(split: str) -> Callable[[str | None], Dataset]:
     def make(root: str | None) -> Dataset:
         folder = _absolute(root or SYNTH_ROOT)
-        if not (folder / "Annotations").is_dir():
+        if not path_is(folder / "Annotations", "dir"):
             raise FileNotFoundError(f"dataset synth_{split}: no synthetic dataset at {folder} "
                                     f"(write one with `frcnn data synth --out {folder}`)")
         return Dataset(f"synth_{split}", folder, split, folder_classes(folder))
@@ -81,8 +90,8 @@ def _synth(split: str) -> Callable[[str | None], Dataset]:
 def _voc(year: str, split: str) -> Callable[[str | None], Dataset]:
     def make(root: str | None) -> Dataset:
         base = _absolute(root or f"data/VOCdevkit{year}")
-        folder = base / f"VOC{year}" if (base / f"VOC{year}").is_dir() else base
-        if not (folder / "Annotations").is_dir():
+        folder = base / f"VOC{year}" if path_is(base / f"VOC{year}", "dir") else base
+        if not path_is(folder / "Annotations", "dir"):
             raise FileNotFoundError(
                 f"dataset voc_{year}_{split}: no VOC{year} folder under {base} (expected "
                 f"{base / f'VOC{year}' / 'Annotations'} or {base / 'Annotations'}); give the "
@@ -115,8 +124,8 @@ def parse_classes(text: str) -> tuple[str, ...] | None:
     names, else comma-separated names."""
     if not text.strip():
         return None
-    if Path(text).expanduser().is_file():
-        return read_class_file(Path(text).expanduser())
+    if path_is(_expanded(text)):
+        return read_class_file(_expanded(text))
     return check_class_names([n for n in text.split(",") if n.strip()])
 
 
@@ -127,7 +136,7 @@ def coco_dataset(json_path: str | os.PathLike, images: str | os.PathLike | None 
     data = coco.read_coco_file(path)
     classes, category_ids = coco.coco_categories(data, str(path))
     folder = _absolute(images) if images else coco.default_images_dir(path)
-    if not folder.is_dir():
+    if not path_is(folder, "dir"):
         raise FileNotFoundError(f"image folder of {path} not found: {folder} (give --images "
                                 f"DIR)")
     return Dataset(str(path), folder, coco.split_name(path), classes, "coco", path,
@@ -162,11 +171,11 @@ def get_dataset(name: str, root: str | None = None, split: str | None = None,
         if split and split != dataset.split:
             raise ValueError(f"dataset {name} is split '{dataset.split}'; a split "
                              f"('{split}') is only for a dataset given by path")
-    elif os.sep in name or "/" in name or Path(name).expanduser().is_dir():
+    elif os.sep in name or "/" in name or path_is(_expanded(name), "dir"):
         if root:
             raise ValueError(f"dataset {name!r} is a path; 'root' is only for a named dataset")
         folder = _absolute(name)
-        if not folder.is_dir():
+        if not path_is(folder, "dir"):
             raise FileNotFoundError(f"dataset folder not found: {folder}")
         dataset = Dataset(str(folder), folder, split or DEFAULT_SPLIT, folder_classes(folder))
     else:

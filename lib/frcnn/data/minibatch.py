@@ -38,12 +38,13 @@ class BlobSettings:
 
 
 def get_minibatch(entries: Sequence[dict], settings: BlobSettings,
-                  rng: np.random.Generator) -> dict[str, np.ndarray]:
+                  rng: np.random.Generator, allow_empty: bool = False) -> dict[str, np.ndarray]:
     """The blobs of one training image (see the module docstring).
 
     ``entries`` holds one roidb entry; its target short side is drawn from settings.scales
     with ``rng``.  Raises ValueError naming the image when the file is unreadable, its size
-    differs from the entry's, or it has no gt boxes.
+    differs from the entry's, or it has no gt boxes (unless ``allow_empty``: then gt_boxes
+    is (0, 5), a negative image).
     """
     if len(entries) != 1:
         raise ValueError(f"end-to-end training takes one image per minibatch, got "
@@ -58,7 +59,7 @@ def get_minibatch(entries: Sequence[dict], settings: BlobSettings,
     data = im_list_to_blob([im])
     classes = np.asarray(entry["gt_classes"])
     keep = np.flatnonzero(classes != 0)
-    if not len(keep):
+    if not len(keep) and not allow_empty:
         raise ValueError(f"image {entry['image']} has no gt boxes (the roidb should have "
                          f"been filtered)")
     gt_boxes = np.empty((len(keep), 5), np.float32)
@@ -134,3 +135,34 @@ class MinibatchSource:
     def next(self) -> dict[str, np.ndarray]:
         entries = [self.roidb[self.next_index()] for _ in range(self.ims_per_batch)]
         return self._build(entries, self.rng)
+
+    def get_state(self) -> dict:
+        """Where the source is, JSON-able: the epoch's order, the cursor in it, the epoch
+        count, the Generator's state and the roidb's size.  ``set_state`` of a source on the
+        same roidb continues with exactly the minibatches this one would give next."""
+        from frcnn.train_state import rng_state
+
+        return {"order": self._order.tolist(), "cursor": int(self._cursor),
+                "epoch": int(self.epoch), "rng": rng_state(self.rng),
+                "roidb_size": len(self.roidb)}
+
+    def set_state(self, state: dict) -> None:
+        """Continue from a ``get_state``; ValueError when it is not of a roidb this size."""
+        from frcnn.train_state import set_rng_state
+
+        try:
+            order = np.asarray(state["order"], np.int64).reshape(-1)
+            cursor, epoch, size = int(state["cursor"]), int(state["epoch"]), state["roidb_size"]
+            rng = state["rng"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"not a minibatch source state: {e!r}") from None
+        if size != len(self.roidb):
+            raise ValueError(f"the saved data state is of a roidb of {size} entries but this "
+                             f"one has {len(self.roidb)} (another dataset, split or flip "
+                             f"setting than the run's)")
+        if not 0 <= cursor <= len(order) or (len(order) and not
+                                            (0 <= order.min() and order.max() < size)):
+            raise ValueError(f"the saved data state's order or cursor ({cursor} of "
+                             f"{len(order)}) does not fit a roidb of {size} entries")
+        set_rng_state(self.rng, rng)
+        self._order, self._cursor, self.epoch = order, cursor, epoch

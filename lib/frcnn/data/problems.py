@@ -8,11 +8,21 @@ caller drops the object or image concerned and prints ``summary()`` at the end.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TextIO
 
 
 class DatasetError(ValueError):
     """A malformed annotation, image or image list."""
+
+
+def path_is(path: Path, kind: str = "file") -> bool:
+    """``path.is_file()`` (kind 'file') or ``is_dir()``, False too for a name the OS refuses
+    (a name too long, ...), which pathlib raises as OSError."""
+    try:
+        return path.is_file() if kind == "file" else path.is_dir()
+    except OSError:
+        return False
 
 
 class Problems:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import pickle
 import warnings
@@ -33,6 +34,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from frcnn.data.problems import path_is
 from frcnn.fileio import write_atomic
 
 FORMAT = "frcnn-proposals"
@@ -43,16 +45,123 @@ class ProposalFileError(ValueError):
     """A proposals file that cannot be used with the dataset."""
 
 
-# numpy's array pickling, under its numpy 1 and numpy 2 module names
+# What a pickle of numpy arrays names (numpy 1 and numpy 2 module names).  None of it is
+# numpy's own code: each builds a stand-in (below), checked, and the arrays are made from
+# the stand-ins' bytes after loading, so the file's values never reach numpy's unpickling
+# (which trusts them: an object array whose state lies about its shape crashes it).
 _ALLOWED_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
     ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("copyreg", "_reconstructor"),
-    ("copy_reg", "_reconstructor"), ("builtins", "object"), ("__builtin__", "object"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("builtins", "object"), ("__builtin__", "object"),
     # protocol 2 pickles of Python 3 write bytes through these
     ("_codecs", "encode"), ("builtins", "bytes"), ("__builtin__", "bytes"),
 }
+
+#: array kinds a proposals pickle may hold: bool, ints, floats
+_KINDS = "biuf"
+
+
+def _refuse(what: str) -> pickle.UnpicklingError:
+    return pickle.UnpicklingError(f"refusing to unpickle {what}: a proposals file holds only "
+                                  f"numpy arrays of numbers")
+
+
+def _bad(what: str) -> pickle.UnpicklingError:
+    return pickle.UnpicklingError(f"malformed numpy data: {what}")
+
+
+class _Dtype:
+    """``numpy.dtype(spec, align, copy)`` of a pickle: a plain number type only."""
+
+    def __init__(self, spec: Any = None, align: Any = False, copy: Any = True):
+        if isinstance(spec, bytes):
+            spec = spec.decode("latin1")
+        if not isinstance(spec, str) or len(spec) > 8:
+            raise _refuse(f"numpy.dtype({spec!r})")
+        try:
+            self.dtype = np.dtype(spec)
+        except TypeError:
+            raise _bad(f"dtype {spec!r}") from None
+        if self.dtype.kind not in _KINDS or self.dtype.fields or self.dtype.subdtype:
+            raise _refuse(f"numpy.dtype({spec!r})")
+
+    def __setstate__(self, state: Any) -> None:
+        # (version, byte order, subarray, names, fields, elsize, alignment, flags)
+        if not isinstance(state, tuple) or len(state) < 2 or state[1] not in ("<", ">", "|",
+                                                                              "="):
+            raise _bad(f"dtype state {state!r:.80}")
+        if state[1] in "<>" and self.dtype.itemsize > 1:
+            self.dtype = self.dtype.newbyteorder(state[1])
+
+
+def _array(raw: Any, dtype: Any, shape: Any, order: str = "C") -> np.ndarray:
+    """An array of ``shape`` from the bytes of a pickle, sizes checked first."""
+    if isinstance(raw, str):  # Python 2's str, read as latin1
+        try:
+            raw = raw.encode("latin1")
+        except UnicodeEncodeError:
+            raise _bad("array data is text") from None
+    if isinstance(raw, pickle.PickleBuffer):
+        raw = raw.raw()
+    if not isinstance(raw, (bytes, bytearray, memoryview)):
+        raise _refuse(f"array data of type {type(raw).__name__}")
+    if not isinstance(dtype, _Dtype) or not hasattr(dtype, "dtype"):
+        raise _bad(f"dtype {dtype!r:.80}")
+    if not (isinstance(shape, tuple) and all(isinstance(d, int) and not isinstance(d, bool)
+                                             and d >= 0 for d in shape)):
+        raise _bad(f"shape {shape!r:.80}")
+    if math.prod(shape) * dtype.dtype.itemsize != len(raw):
+        raise _bad(f"{len(raw)} bytes for an array of shape {shape} of {dtype.dtype}")
+    return np.frombuffer(bytes(raw), dtype.dtype).reshape(shape, order=order).copy()
+
+
+class _ArrayStub:
+    """What ``_reconstruct(ndarray, (0,), b'b')`` returns; its state makes the array."""
+
+    array: np.ndarray | None = None
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, tuple) and len(state) == 5:  # (version, shape, dtype, F, data)
+            state = state[1:]
+        if not isinstance(state, tuple) or len(state) != 4:
+            raise _bad(f"array state {state!r:.80}")
+        shape, dtype, fortran, raw = state
+        self.array = _array(raw, dtype, shape, "F" if fortran else "C")
+
+
+_NDARRAY = object()  # numpy.ndarray as named by a pickle: only _reconstruct's first argument
+
+
+def _reconstruct(cls: Any, shape: Any = (0,), typecode: Any = b"b") -> _ArrayStub:
+    if cls is not _NDARRAY:
+        raise _refuse(f"_reconstruct({cls!r:.40})")
+    return _ArrayStub()
+
+
+def _scalar(dtype: Any, raw: Any = b"") -> Any:
+    return _array(raw, dtype, ())[()]
+
+
+def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any = "C") -> np.ndarray:
+    return _array(buf, dtype, shape, "F" if order == "F" else "C")
+
+
+def _encode(obj: Any, encoding: Any = "utf-8", errors: Any = "strict") -> bytes:
+    if not isinstance(obj, str) or encoding not in ("latin1", "latin-1"):
+        raise _refuse(f"_codecs.encode(..., {encoding!r:.20})")
+    return obj.encode("latin1")
+
+
+def _bytes(*args: Any) -> bytes:
+    if len(args) > 1 or (args and not isinstance(args[0], (bytes, bytearray))):
+        raise _refuse("bytes() of anything but bytes")  # bytes(10 ** 12): gigabytes
+    return bytes(*args)
+
+
+_STAND_INS = {"_reconstruct": _reconstruct, "scalar": _scalar, "_frombuffer": _frombuffer,
+              "ndarray": _NDARRAY, "dtype": _Dtype, "object": object, "encode": _encode,
+              "bytes": _bytes}
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -60,9 +169,26 @@ class _ArrayUnpickler(pickle.Unpickler):
         if (module, name) not in _ALLOWED_GLOBALS:
             raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}: a proposals "
                                          f"file holds only numpy arrays")
-        if module.startswith("numpy.core") and not hasattr(np, "core"):
-            module = module.replace("numpy.core", "numpy._core", 1)
-        return super().find_class(module, name)
+        return _STAND_INS[name]
+
+
+def _arrays(value: Any, depth: int = 0) -> Any:
+    """The loaded value with its array stand-ins replaced by the arrays."""
+    if depth > 50:
+        raise _bad("nested too deeply")
+    if isinstance(value, _ArrayStub):
+        if value.array is None:
+            raise _bad("an array without its data")
+        return value.array
+    if isinstance(value, (_Dtype, pickle.PickleBuffer)) or value is _NDARRAY:
+        raise _bad(f"a bare {type(value).__name__}")
+    if isinstance(value, list):
+        return [_arrays(v, depth + 1) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_arrays(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return {k: _arrays(v, depth + 1) for k, v in value.items()}
+    return value
 
 
 def _read_pickle(path: Path) -> Any:
@@ -73,22 +199,23 @@ def _read_pickle(path: Path) -> Any:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
-                return _ArrayUnpickler(io.BytesIO(data), encoding=encoding).load()
+                return _arrays(_ArrayUnpickler(io.BytesIO(data), encoding=encoding).load())
         except pickle.UnpicklingError as e:
             if "refusing" in str(e):
                 raise ProposalFileError(f"{path}: {e}") from None
             errors.append(str(e))
         except (UnicodeDecodeError, EOFError, ValueError, TypeError, AttributeError,
-                ImportError, IndexError) as e:
-            errors.append(f"{type(e).__name__}: {e}")
+                ImportError, IndexError, KeyError, LookupError, OverflowError, MemoryError,
+                RecursionError) as e:
+            errors.append(f"{type(e).__name__}: {str(e)[:200]}")
     raise ProposalFileError(f"{path}: not a readable pickle of proposals ({errors[-1]})")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ProposalFileError(f"{path}: not valid JSON ({e})") from None
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: JSON, UTF-8, 5000 digits
+        raise ProposalFileError(f"{path}: not valid JSON ({str(e)[:200]})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(
             doc.get("images"), list):
         raise ProposalFileError(f"{path}: expected a JSON object with \"format\": "
@@ -107,7 +234,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _as_boxes(value: Any, where: str) -> np.ndarray:
     try:
         arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, RecursionError):
         raise ProposalFileError(f"{where}: boxes are not numbers") from None
     if arr.size == 0:
         return np.zeros((0, 4), np.float32)
@@ -142,7 +269,7 @@ def load_proposals(path: str | os.PathLike, image_ids: Sequence[str],
         FileNotFoundError, or ProposalFileError naming the file and the image.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path_is(path):
         raise FileNotFoundError(f"proposals file not found: {path}")
     if path.suffix.lower() in PICKLE_SUFFIXES:
         data = _read_pickle(path)

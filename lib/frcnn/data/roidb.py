@@ -14,7 +14,9 @@ An entry (one image, or its horizontally flipped copy)::
 
 Preparation (``training_roidb``) follows py-faster-rcnn: records -> entries (difficult
 objects dropped unless asked for) -> flipped copies appended -> images without boxes
-filtered out, with a report instead of a silent drop.
+filtered out, with a report instead of a silent drop.  With ``keep_empty`` (cfg
+TRAIN.USE_EMPTY_IMAGES) images without boxes stay in as negatives: their minibatches have
+no gt boxes, so every anchor and every RoI is background.
 """
 from __future__ import annotations
 
@@ -94,13 +96,24 @@ def filter_roidb(roidb: list[dict]) -> tuple[list[dict], list[dict]]:
 
 def training_roidb(records: Sequence[dict], num_classes: int, flip: bool,
                    use_difficult: bool = False,
-                   log: Callable[[str], None] | None = print) -> list[dict]:
+                   log: Callable[[str], None] | None = print,
+                   keep_empty: bool = False) -> list[dict]:
     """The roidb to train on: entries, flipped copies if ``flip``, images without usable
-    boxes removed (reported to ``log``).  Raises ValueError when nothing is left."""
+    boxes removed (reported to ``log``) unless ``keep_empty`` keeps them as negatives.
+    Raises ValueError when no image with a box is left."""
     roidb = [entry_from_record(r, num_classes, use_difficult) for r in records]
     if flip:
         roidb = append_flipped(roidb)
     kept, removed = filter_roidb(roidb)
+    if keep_empty and removed:
+        if log is not None:
+            log(f"[roidb] {len(records)} images{' + flipped' if flip else ''} -> "
+                f"{len(roidb)} entries, {len(removed)} of them without objects (kept as "
+                f"negatives)")
+        if not kept:
+            raise ValueError(f"no training images with usable gt boxes among "
+                             f"{len(records)} images")
+        return roidb
     if log is not None:
         note = ""
         if removed:
@@ -115,10 +128,10 @@ def training_roidb(records: Sequence[dict], num_classes: int, flip: bool,
     return kept
 
 
-def check_roidb(roidb: Sequence[dict], num_classes: int) -> None:
+def check_roidb(roidb: Sequence[dict], num_classes: int, allow_empty: bool = False) -> None:
     """Raise ValueError naming the entry when a roidb cannot be trained on: missing keys,
-    boxes not (G, 4) or not inside the image with x2 >= x1, classes outside 1..K-1, no boxes,
-    gt_overlaps of another width than K."""
+    boxes not (G, 4) or not inside the image with x2 >= x1, classes outside 1..K-1, no boxes
+    (unless ``allow_empty``: negatives), gt_overlaps of another width than K."""
     if not len(roidb):
         raise ValueError("the roidb is empty")
     for i, e in enumerate(roidb):
@@ -132,7 +145,10 @@ def check_roidb(roidb: Sequence[dict], num_classes: int) -> None:
             raise ValueError(f"{where}: boxes {boxes.shape} and gt_classes {classes.shape} "
                              f"must be (G, 4) and (G,)")
         if len(classes) == 0:
-            raise ValueError(f"{where}: no gt boxes (filter the roidb first)")
+            if allow_empty:
+                continue
+            raise ValueError(f"{where}: no gt boxes (filter the roidb first, or set cfg "
+                             f"TRAIN.USE_EMPTY_IMAGES to train on it as a negative)")
         if classes.min() < 1 or classes.max() >= num_classes:
             raise ValueError(f"{where}: gt_classes {sorted(set(classes.tolist()))} outside "
                              f"1..{num_classes - 1} (num_classes {num_classes})")

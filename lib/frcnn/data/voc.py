@@ -30,7 +30,8 @@ from typing import Sequence
 
 import numpy as np
 
-from frcnn.data.problems import DatasetError, Problems
+from frcnn.data.blobs import header_size, image_size_problem
+from frcnn.data.problems import DatasetError, Problems, path_is
 
 BACKGROUND = "__background__"
 
@@ -94,7 +95,7 @@ def folder_classes(root: str | os.PathLike,
     """
     if classes is not None:
         names = check_class_names(classes)
-    elif (Path(root) / CLASSES_FILE).is_file():
+    elif path_is(Path(root) / CLASSES_FILE):
         names = read_class_file(Path(root) / CLASSES_FILE)
     else:
         names = VOC_CLASSES
@@ -106,13 +107,17 @@ def folder_classes(root: str | os.PathLike,
 def read_split(root: str | os.PathLike, split: str) -> list[str]:
     """Image ids of ``ImageSets/Main/<split>.txt`` (first word of each non-blank line)."""
     path = Path(root) / "ImageSets" / "Main" / f"{split}.txt"
-    if not path.is_file():
+    if not path_is(path):
         main = path.parent
-        known = sorted(p.stem for p in main.glob("*.txt")) if main.is_dir() else []
+        known = sorted(p.stem for p in main.glob("*.txt")) if path_is(main, "dir") else []
         raise FileNotFoundError(f"image list of split '{split}' not found: {path}"
                                 + (f" (splits there: {', '.join(known[:20])})" if known else
                                    " (is this a VOC-format folder?)"))
-    ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"image list {path} cannot be read: {e}") from None
+    ids = [line.split()[0] for line in text.splitlines() if line.strip()]
     if not ids:
         raise DatasetError(f"image list {path} is empty")
     return ids
@@ -129,30 +134,39 @@ def _int_flag(node: ET.Element, tag: str) -> bool:
     text = _text(node, tag)
     try:
         return bool(int(float(text))) if text else False
-    except ValueError:
+    except (ValueError, OverflowError):
         return False
 
 
-def _image_size(node: ET.Element) -> tuple[int, int] | None:
-    """(width, height) from <size>, or None when absent or not positive."""
+def _image_size(node: ET.Element, where: str) -> tuple[int, int] | None:
+    """(width, height) from <size>, or None when absent, not numbers or not positive.
+
+    Raises DatasetError naming ``where`` for a size no image has (``image_size_problem``:
+    over OpenCV's 1048576 pixels a side, or MAX_IMAGE_PIXELS).
+    """
     size = node.find("size")
     if size is None:
         return None
     try:
         w, h = int(float(_text(size, "width") or 0)), int(float(_text(size, "height") or 0))
-    except ValueError:
+    except (ValueError, OverflowError):  # 'abc', 'nan', 'inf'
         return None
-    return (w, h) if w > 0 and h > 0 else None
+    if w <= 0 or h <= 0:
+        return None
+    problem = image_size_problem(w, h)
+    if problem:
+        raise DatasetError(f"{where}: <size> claims {problem}")
+    return w, h
 
 
 def _image_path(root: Path, image_id: str, tree: ET.Element) -> Path:
     default = root / "JPEGImages" / f"{image_id}.jpg"
-    if default.is_file():
+    if path_is(default):
         return default
     filename = _text(tree, "filename")
     if filename:
         named = root / "JPEGImages" / filename
-        if named.is_file():
+        if path_is(named):
             return named
     tried = str(default) + (f" or {root / 'JPEGImages' / filename}" if filename else "")
     raise FileNotFoundError(f"image of {image_id} not found: {tried}")
@@ -161,7 +175,17 @@ def _image_path(root: Path, image_id: str, tree: ET.Element) -> Path:
 def _size_from_file(path: Path) -> tuple[int, int]:
     import cv2
 
-    im = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    try:
+        size = header_size(path)  # PNG, JPEG: without decoding
+    except OSError as e:
+        raise DatasetError(f"image {path} cannot be read: {e}") from None
+    problem = size and image_size_problem(*size)
+    if problem:
+        raise DatasetError(f"image {path}: its header claims {problem}")
+    try:
+        im = cv2.imread(str(path), cv2.IMREAD_COLOR)  # the size as decoded (EXIF orientation)
+    except cv2.error as e:
+        raise DatasetError(f"image {path} cannot be decoded: {str(e).strip()[:200]}") from None
     if im is None:
         raise DatasetError(f"image {path} cannot be decoded")
     return im.shape[1], im.shape[0]
@@ -217,18 +241,18 @@ def read_annotation(root: str | os.PathLike, image_id: str, classes: Sequence[st
     root = Path(root).absolute()
     xml_path = root / "Annotations" / f"{image_id}.xml"
     try:
-        if not xml_path.is_file():
+        if not path_is(xml_path):
             raise FileNotFoundError(f"annotation of image {image_id} not found: {xml_path}")
         try:
             tree = ET.parse(xml_path).getroot()
-        except ET.ParseError as e:
+        except (ET.ParseError, LookupError, ValueError) as e:  # LookupError: encoding="x"
             raise DatasetError(f"{xml_path}: not valid XML ({e})") from None
         except OSError as e:
             raise DatasetError(f"{xml_path}: cannot be read ({e})") from None
         image = _image_path(root, image_id, tree)
         if image.stat().st_size == 0:
             raise DatasetError(f"image {image} is an empty file")
-        size = _image_size(tree) or _size_from_file(image)
+        size = _image_size(tree, str(xml_path)) or _size_from_file(image)
     except (FileNotFoundError, DatasetError) as e:
         problems.report(e, "image")
         return None
@@ -276,7 +300,7 @@ def load_voc(root: str | os.PathLike, split: str, classes: Sequence[str] | None 
         split list itself and the class list must always be good).
     """
     root = Path(root).absolute()
-    if not root.is_dir():
+    if not path_is(root, "dir"):
         raise FileNotFoundError(f"dataset folder not found: {root}")
     names = folder_classes(root, classes)
     ids = read_split(root, split)

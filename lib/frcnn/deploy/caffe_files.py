@@ -5,6 +5,7 @@ build lacks (or whose weights do not fit) can still be inspected and converted.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Iterable
 
@@ -53,11 +54,14 @@ def blob_array(blob: caffe_pb2.BlobProto, where: str = "<blob>") -> np.ndarray:
     Raises ValueError naming ``where`` when the value count does not match the shape.
     """
     shape = _blob_shape(blob)
+    if any(d < 0 for d in shape):
+        raise ValueError(f"{where}: the blob's shape {shape} has a negative dimension "
+                         f"(damaged?)")
     if len(blob.data):
         values = np.array(blob.data, dtype=np.float32)
     else:
         values = np.array(blob.double_data, dtype=np.float64).astype(np.float32)
-    expected = int(np.prod(shape, dtype=np.int64))
+    expected = math.prod(shape)  # Python ints: no int64 wrap-around to a "matching" 0
     if values.size != expected:
         raise ValueError(f"{where}: the blob has {values.size} values but its shape "
                          f"{shape} needs {expected} (truncated?)")
@@ -89,6 +93,9 @@ def read_caffemodel(path: str | Path) -> dict[str, list[np.ndarray]]:
     for layer in layers:
         if not layer.blobs:
             continue
+        if not isinstance(layer.name, str):  # protobuf gives bytes for a name not UTF-8
+            raise ValueError(f"{path}: not a caffemodel (damaged?): the layer name "
+                             f"{layer.name[:40]!r} is not text")
         if not layer.name:
             raise ValueError(f"{path}: not a caffemodel (truncated?): a layer with "
                              f"weights has no name")

@@ -24,13 +24,12 @@ an error naming it, before any runtime reads it.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-from frcnn.fileio import write_atomic
+from frcnn.fileio import file_sha256, write_atomic
 
 FORMAT = "frcnn-export"
 VERSION = 1
@@ -41,12 +40,7 @@ class ExportFolderError(ValueError):
     """An export folder that cannot be used: no manifest, a missing or edited file."""
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+sha256_of = file_sha256  # the name this module's callers use
 
 
 def is_export_folder(path: str | os.PathLike) -> bool:
@@ -80,18 +74,30 @@ def load_manifest(folder: str | os.PathLike, check_hashes: bool = True) -> dict[
         raise ExportFolderError(f"{folder} is not an export folder: no {MANIFEST} (write one "
                                 f"with `frcnn export`)")
     try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ExportFolderError(f"{path}: not valid JSON ({e})") from None
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: JSON, UTF-8, 5000 digits
+        raise ExportFolderError(f"{path}: not valid JSON ({str(e)[:200]})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ExportFolderError(f"{path}: not an frcnn export manifest")
     if doc.get("version") != VERSION:
         raise ExportFolderError(f"{path}: manifest version {doc.get('version')}; this "
                                 f"package reads version {VERSION}")
     files = doc.get("files") or {}
-    for name in sorted(_files_named(doc)):
+    onnx, deploy = doc.get("onnx") or {}, doc.get("caffe_deploy") or {}
+    if not (isinstance(files, dict) and isinstance(onnx, dict) and isinstance(deploy, dict)
+            and all(isinstance(onnx[p], dict) and isinstance(onnx[p].get("file"), str)
+                    for p in ("backbone", "head", "head_pooled") if p in onnx)
+            and all(isinstance(v, str) for k, v in deploy.items()
+                    if k in ("prototxt", "caffemodel"))):
+        raise ExportFolderError(f"{path}: malformed manifest: 'files', 'onnx' (each part with "
+                                f"a 'file' name) and 'caffe_deploy' must be objects")
+    for name in sorted(_files_named(doc) | set(files)):  # named by a part, or hashed
         target = folder / name
-        if not target.is_file():
+        try:
+            found = target.is_file()
+        except OSError:  # a name the OS refuses (too long, ...)
+            found = False
+        if not found:
             raise ExportFolderError(f"{folder}: {name} is missing (the manifest lists it)")
         if check_hashes and sha256_of(target) != files.get(name):
             raise ExportFolderError(f"{target}: its sha256 differs from the manifest's: the "

@@ -135,7 +135,7 @@ def build_train(variant: Variant) -> Any:
     data, im_info, gt_boxes = b.add(
         "Python", "input-data", tops=["data", "im_info", "gt_boxes"],
         python_param=_python(DATA_LAYER, data_param_str(variant)))
-    features = backbone(variant).trunk(b, data, train=True)
+    features = backbone(variant).trunk(b, data, train=True, dropout=variant.trunk_dropout)
     score, deltas, score_reshape = _rpn(b, features, variant, train=True)
     labels, targets, inside, outside = b.add(
         "Python", "rpn-data", [score, gt_boxes, im_info, data],

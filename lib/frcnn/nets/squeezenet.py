@@ -68,8 +68,12 @@ def fire(b: NetBuilder, name: str, bottom: Any, squeeze: int, expand1: int, expa
     return b.add("Concat", f"{name}/concat", [e1, e3])
 
 
-def trunk(b: NetBuilder, data: Any, train: bool) -> Any:
-    """conv1 .. fire9/concat (+ drop9 in train nets); returns the feature Top (stride 16)."""
+TRUNK_DROPOUT = 0.5  # drop9, SqueezeNet v1.1's (and the seed's net's)
+
+
+def trunk(b: NetBuilder, data: Any, train: bool, dropout: float | None = None) -> Any:
+    """conv1 .. fire9/concat (+ drop9 in train nets, ratio ``dropout``, default
+    TRUNK_DROPOUT; 0 leaves it out); returns the feature Top (stride 16)."""
     x = _conv(b, "conv1", data, 64, 3, train, stride=2)
     x = b.add("ReLU", "relu_conv1", [x], in_place=True)
     x = _max_pool(b, "pool1", x)
@@ -77,8 +81,10 @@ def trunk(b: NetBuilder, data: Any, train: bool) -> Any:
         x = fire(b, name, x, squeeze, expand1, expand3, train)
         if name in POOL_AFTER:
             x = _max_pool(b, POOL_AFTER[name], x)
-    if train:
-        x = b.add("Dropout", "drop9", [x], in_place=True, dropout_param={"dropout_ratio": 0.5})
+    ratio = TRUNK_DROPOUT if dropout is None else dropout
+    if train and ratio > 0:
+        x = b.add("Dropout", "drop9", [x], in_place=True,
+                  dropout_param={"dropout_ratio": ratio})
     return x
 
 

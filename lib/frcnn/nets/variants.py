@@ -68,6 +68,10 @@ class Variant:
     average_loss: int = 100
     momentum: float = 0.9
     weight_decay: float = 0.0005
+    # dropout on the trunk's output in train nets: None is the backbone's own (SqueezeNet
+    # v1.1's drop9, 0.5, as the seed's net; ZF none: its drop6/drop7 sit in the head);
+    # 0 leaves the layer out (the demo's recipe: training from scratch underfits with it)
+    trunk_dropout: float | None = None
     # OHEM cfg (written to the cfg file of OHEM variants; config.py's defaults)
     ohem_batch_size: int = 128
     ohem_use_nms: bool = True
@@ -93,6 +97,8 @@ class Variant:
                     "ohem_batch_size"):
             if getattr(self, key) < 1:
                 problems.append(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.trunk_dropout is not None and not 0 <= self.trunk_dropout < 1:
+            problems.append(f"trunk_dropout must be in [0, 1), got {self.trunk_dropout}")
         if self.base_lr <= 0:
             problems.append(f"base_lr must be > 0, got {self.base_lr}")
         reserved = {"num_classes"}

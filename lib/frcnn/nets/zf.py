@@ -36,8 +36,9 @@ CONVS = (
 )
 
 
-def trunk(b: NetBuilder, data: Any, train: bool) -> Any:
-    """conv1 .. conv5 with ReLUs, LRNs and pools; returns conv5 (stride 16)."""
+def trunk(b: NetBuilder, data: Any, train: bool, dropout: float | None = None) -> Any:
+    """conv1 .. conv5 with ReLUs, LRNs and pools; returns conv5 (stride 16).  ``dropout``
+    > 0 adds ``drop5`` on conv5 in train nets (py-faster-rcnn's ZF has none there)."""
     from caffe import params as P
 
     x = data
@@ -58,6 +59,9 @@ def trunk(b: NetBuilder, data: Any, train: bool) -> Any:
             x = b.add("Pooling", f"pool{i}", [x],
                       pooling_param={"kernel_size": 3, "stride": 2, "pad": 1,
                                      "pool": P.Pooling.MAX})
+    if train and dropout:
+        x = b.add("Dropout", "drop5", [x], in_place=True,
+                  dropout_param={"dropout_ratio": dropout})
     return x
 
 

@@ -16,3 +16,21 @@ def test_demo_runs_every_stage(tmp_path, cfg, capsys):
     assert (tmp_path / "synth" / "ImageSets" / "Main" / "test.txt").exists()
     assert json.loads((tmp_path / "test" / "eval.json").read_text())["images"] == 4
     assert len(json.loads((tmp_path / "detect" / "detections.json").read_text())) == 4
+    assert "where the remaining errors are" in out
+    assert (tmp_path / "train" / "loss.csv").exists() and (tmp_path / "train" / "loss.png").exists()
+    cfg_text = (tmp_path / "train" / "cfg.yml").read_text()
+    assert "RNG_SEED: 3" in cfg_text
+    assert "drop9" not in (tmp_path / "train" / "net" / "train.prototxt").read_text()
+
+
+def test_demo_seed_makes_its_own_dataset_and_run(tmp_path, cfg, capsys):
+    run_demo(str(tmp_path), iters=1, num_train=4, num_test=2, seed=3)
+    first = (tmp_path / "synth" / "JPEGImages" / "000001.jpg").read_bytes()
+    run_demo(str(tmp_path), iters=1, num_train=4, num_test=2, seed=7)
+    out = capsys.readouterr().out
+    assert "synthetic dataset (seed 7) ->" in out          # rewritten: another seed
+    assert json.loads((tmp_path / "synth" / "synth.json").read_text())["options"]["seed"] == 7
+    assert (tmp_path / "synth" / "JPEGImages" / "000001.jpg").read_bytes() != first
+    assert "RNG_SEED: 7" in (tmp_path / "train" / "cfg.yml").read_text()
+    run_demo(str(tmp_path), iters=1, num_train=4, num_test=2, seed=7)
+    assert "synthetic dataset (seed 7): using" in capsys.readouterr().out

@@ -193,6 +193,8 @@ def test_fast_rcnn_test_net_takes_the_proposals_as_rois(workspace, fast_rcnn_mod
                    force=True)
     aps = run_test(EvalRequest(proposals=str(proposal_files["test"]), **request))
     assert 0.0 <= aps["mAP"] <= 1.0
+    recall = json.loads((workspace / "out/test_fast/eval.json").read_text())["proposal_recall"]
+    assert recall["source"] == "given" and recall["images"] > 0  # the file's proposals
     with pytest.raises(ValueError, match="give the dataset's proposals with --proposals"):
         run_test(EvalRequest(**request))
 

@@ -72,6 +72,14 @@ def test_test_and_detect_load_the_snapshot(trained, tiny_data, tmp_path):
     assert len(results) == 3
     report = json.loads((tmp_path / "test" / "eval.json").read_text())
     assert report["images"] == 4
+    # the diagnostics (frcnn.diagnostics): keys, the RPN's 50 proposals, a PR curve per class
+    assert {"proposal_recall", "ap_by_size", "false_positives", "size_thresholds"} <= set(report)
+    assert report["proposal_recall"]["images"] == 4
+    assert report["proposal_recall"]["proposals_per_image"]["max"] <= 50  # TEST.RPN_POST_NMS
+    assert set(report["ap_by_size"]["ap"]) == {"all", "small", "medium", "large"}
+    for name in ("circle", "square", "triangle"):
+        png = (tmp_path / "test" / f"pr_{name}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
     image = str(tiny_data / "JPEGImages" / "000001.jpg")
     out = run_detect(DetectRequest(model=model, images=[image], out=str(tmp_path / "det"),
                                    thresh=0.0))
@@ -196,6 +204,7 @@ def test_a_damaged_model_is_an_error_in_process(trained, tmp_path):
     with pytest.raises(ValueError, match="bytes but its sidecar says"):
         load_detector(ModelRequest(model=str(cut)))
     meta.pop("model_bytes")
+    meta.pop("model_sha256")  # without the record: the caffemodel check itself
     (tmp_path / "cut.caffemodel.frcnn.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="cut.caffemodel: not a caffemodel"):
         load_detector(ModelRequest(model=str(cut)))

@@ -100,6 +100,8 @@ def test_long_side_cap_and_errors(marked_image, tmp_path):
     empty = {**entry, "boxes": np.zeros((0, 4)), "gt_classes": np.zeros(0, np.int32)}
     with pytest.raises(ValueError, match="marked.png has no gt boxes"):
         get_minibatch([empty], BlobSettings(), np.random.default_rng(0))
+    negative = get_minibatch([empty], BlobSettings(), np.random.default_rng(0), allow_empty=True)
+    assert negative["gt_boxes"].shape == (0, 5) and negative["data"].shape[0] == 1
 
 
 def test_source_epochs_and_scales(synth_dir):

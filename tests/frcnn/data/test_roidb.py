@@ -92,6 +92,22 @@ def test_training_roidb_flips_filters_and_reports():
     assert len(kept) == 1 and len(removed) == 2
 
 
+def test_training_roidb_keeps_images_without_objects_as_negatives():
+    records = [record([[1, 2, 10, 20]], [1], image="a.jpg"), record([], [], image="b.jpg"),
+               record([[1, 1, 5, 5]], [2], [True], image="c.jpg")]
+    lines = []
+    roidb = training_roidb(records, 3, flip=False, log=lines.append, keep_empty=True)
+    assert [(e["image"], len(e["gt_classes"])) for e in roidb] == [
+        ("a.jpg", 1), ("b.jpg", 0), ("c.jpg", 0)]
+    assert lines == ["[roidb] 3 images -> 3 entries, 2 of them without objects (kept as "
+                     "negatives)"]
+    check_roidb(roidb, 3, allow_empty=True)
+    with pytest.raises(ValueError, match=r"b.jpg.*no gt boxes.*TRAIN.USE_EMPTY_IMAGES"):
+        check_roidb(roidb, 3)
+    with pytest.raises(ValueError, match="no training images with usable gt boxes"):
+        training_roidb(records[1:], 3, flip=False, log=None, keep_empty=True)
+
+
 def test_training_roidb_of_the_synthetic_folder(synth_dir):
     records = load_voc(synth_dir, "train")
     roidb = training_roidb(records, 4, flip=True, log=None)

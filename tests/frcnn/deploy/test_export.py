@@ -120,7 +120,9 @@ def test_test_and_detect_take_an_export_folder(exported, data, tmp_path):
     aps = run_test(EvalRequest(model=str(exported), dataset="synth_test", root=str(data),
                                out=str(tmp_path / "eval"), force=True))
     assert 0 <= aps["mAP"] <= 1
-    assert json.loads((tmp_path / "eval/eval.json").read_text())["backend"] == "onnxruntime"
+    report = json.loads((tmp_path / "eval/eval.json").read_text())
+    assert report["backend"] == "onnxruntime"
+    assert report["proposal_recall"]["images"] == report["images"]  # the backend's rois
     from frcnn.app.testing import run_detect
 
     image = sorted((data / "JPEGImages").iterdir())[0]

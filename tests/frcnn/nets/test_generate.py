@@ -99,6 +99,23 @@ def test_squeezenet_trunk_has_deepscale_names(rendered):
     assert layer(net, "roi_pool5").bottom[0] == "fire9/concat"
 
 
+def test_trunk_dropout_follows_the_variant():
+    def dropouts(variant):
+        net = parse_net(generate.render(variant, "x")["train.prototxt"])
+        return {lay.name: round(lay.dropout_param.dropout_ratio, 6)
+                for lay in net.layer if lay.type == "Dropout"}
+
+    sq = PRESETS["squeezenet/faster_rcnn_end2end"]
+    assert dropouts(sq) == {"drop9": 0.5}
+    assert dropouts(sq.replace(trunk_dropout=0.25)) == {"drop9": 0.25}
+    assert dropouts(sq.replace(trunk_dropout=0.0)) == {}
+    zf = PRESETS["zf/faster_rcnn_end2end"]
+    assert dropouts(zf) == {"drop6": 0.5, "drop7": 0.5}
+    assert dropouts(zf.replace(trunk_dropout=0.2)) == {"drop5": 0.2, "drop6": 0.5, "drop7": 0.5}
+    with pytest.raises(ValueError, match=r"trunk_dropout must be in \[0, 1\), got 1.0"):
+        sq.replace(trunk_dropout=1.0)
+
+
 def test_zf_has_py_faster_rcnn_names(rendered):
     net = parse_net(rendered["zf/faster_rcnn_end2end"]["train.prototxt"])
     names = [lay.name for lay in net.layer]
