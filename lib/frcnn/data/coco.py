@@ -202,7 +202,7 @@ def parse_annotation(ann: Any, index: int, images: dict[int, dict], all_image_id
     box = np.array([min(max(x1, 0), width - 1), min(max(y1, 0), height - 1),
                     min(max(x2, 0), width - 1), min(max(y2, 0), height - 1)], np.float32)
     area = _number(ann.get("area"))
-    if area is not None and abs(area) > np.finfo(np.float32).max:  # 1e308: inf as float32
+    if area is not None and abs(area) > float(np.finfo(np.float32).max):  # 1e308: inf as float32
         area = None
     if ann.get("area") is not None and area is None:
         raise DatasetError(f"{label}: area {ann.get('area')!r} is not a (float32) number")

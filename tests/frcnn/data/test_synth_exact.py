@@ -222,6 +222,70 @@ def test_shapes_are_filled_in_a_contrasting_colour():
     assert checked >= 10
 
 
+def _ramp(height, width):
+    """A background whose mean differs over any two regions: x in channel 0, 2y in 1."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    return np.dstack([50 + xs, 50 + 2 * ys, np.full_like(xs, 60)])
+
+
+def test_the_colour_is_chosen_against_the_mean_of_the_box(monkeypatch):
+    ramp = _ramp(OPTS.height, OPTS.width)
+    monkeypatch.setattr(synth, "_background", lambda rng, h, w: ramp.copy())
+    seen = []
+    real = synth._contrasting_colour
+    monkeypatch.setattr(synth, "_contrasting_colour",
+                        lambda rng, background: seen.append(background.copy())
+                        or real(rng, background))
+    checked = 0
+    for i in range(10):
+        seen.clear()
+        _, objects = synth.render_image(np.random.default_rng((24, i)), OPTS)
+        if objects:  # the first shape is drawn on the untouched background
+            x1, y1, x2, y2 = objects[0][1]
+            np.testing.assert_allclose(seen[0], ramp[y1:y2 + 1, x1:x2 + 1].reshape(-1, 3)
+                                       .mean(axis=0), rtol=1e-6)
+            checked += 1
+    assert checked >= 5
+
+
+def test_shapes_are_filled_with_their_colour_clipped_to_0_255(monkeypatch):
+    import cv2
+
+    before_blur = []
+    real_blur = cv2.GaussianBlur
+    monkeypatch.setattr(cv2, "GaussianBlur", lambda im, k, sigma: before_blur.append(im.copy())
+                        or real_blur(im, k, sigma))
+    monkeypatch.setattr(synth, "_background",
+                        lambda rng, h, w: _ramp(h, w))  # >= 50 everywhere
+    for colour, bound in ((np.zeros(3), 0.0), (np.full(3, 255.0), 255.0)):
+        monkeypatch.setattr(synth, "_contrasting_colour", lambda rng, bg, c=colour: c.copy())
+        before_blur.clear()
+        extremes = []
+        for i in range(8):
+            _, objects = synth.render_image(np.random.default_rng((25, i)), OPTS)
+            im = before_blur[-1]
+            for _, (x1, y1, x2, y2) in objects:
+                region = im[y1:y2 + 1, x1:x2 + 1]
+                extremes.append(region.min() if bound == 0 else region.max())
+                assert region.min() >= 0 and region.max() <= 255
+        # the shade (sigma 10) pushes some channel of most shapes past the bound: clipped
+        assert extremes.count(bound) >= 3
+
+
+def test_background_lines_have_colours_clipped_to_0_255(monkeypatch):
+    import cv2
+
+    colours = []
+    real_line = cv2.line
+    monkeypatch.setattr(cv2, "line", lambda im, p1, p2, colour, *rest:
+                        colours.append(colour) or real_line(im, p1, p2, colour, *rest))
+    for i in range(300):
+        synth._background(np.random.default_rng((26, i)), 32, 32)
+    values = np.array([c for colour in colours for c in colour])
+    assert values.min() == 0.0 and values.max() == 255.0
+    assert len(colours) >= 300  # 0 .. 3 lines each, 1.5 on average
+
+
 def test_rendered_images_are_noisy():
     # sigma 6 noise on every pixel: neighbours differ by about 6 * sqrt(2) * 0.8 on average
     for i in range(5):
