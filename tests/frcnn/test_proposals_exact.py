@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from frcnn import proposals
 from frcnn.proposals import ProposalParams, _descending_order, proposals_from_rpn
 from tests.frcnn.test_proposals import _straightforward
+from tests.frcnn.test_proposals_fast import decode_calls  # noqa: F401  (a fixture)
 
 
 def _blobs(anchors, scores):
@@ -17,19 +17,6 @@ def _blobs(anchors, scores):
     n = len(anchors)
     return (np.asarray(scores, np.float32).reshape(1, 1, 1, n),
             np.zeros((1, 4, 1, n), np.float32), np.asarray(anchors, np.float64))
-
-
-@pytest.fixture
-def decode_calls(monkeypatch):
-    calls = []
-    original = proposals._decode_and_filter
-
-    def spy(cand, *args, **kwargs):
-        calls.append(None if cand is None else len(cand))
-        return original(cand, *args, **kwargs)
-
-    monkeypatch.setattr(proposals, "_decode_and_filter", spy)
-    return calls
 
 
 def test_defaults_are_py_faster_rcnns_test_settings():
