@@ -51,7 +51,7 @@ from typing import Sequence
 import numpy as np
 
 from frcnn.boxes import bbox_overlaps
-from frcnn.evaluation import GroundTruth, class_ap, voc_ap
+from frcnn.evaluation import GroundTruth, ap_from_ranked, class_ap, voc_ap
 
 DEFAULT_IOUS = (0.5, 0.7)
 DEFAULT_TOP_N = (50, 100, 300)
@@ -301,12 +301,7 @@ def _voc_outcomes(m: Matches, ignored: np.ndarray, iou_thresh: float) -> np.ndar
 def _ap_from_outcomes(outcome: np.ndarray, npos: int, use_07_metric: bool) -> float:
     """AP from ranked outcomes (1 tp, 0 fp; others dropped) as class_ap computes it."""
     kept = outcome[outcome >= 0]
-    tp = np.cumsum(kept == 1).astype(np.float64)
-    fp = np.cumsum(kept == 0).astype(np.float64)
-    if npos == 0:
-        return float("nan")
-    precision = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
-    return voc_ap(tp / npos, precision, use_07_metric)
+    return ap_from_ranked(kept == 1, kept == 0, npos, use_07_metric)[0]
 
 
 def class_ground_truth(annotations: Sequence[dict], c: int) -> list[GroundTruth]:
@@ -605,7 +600,7 @@ def write_pr_curves(out: str | Path, all_dets, annotations, class_names,
     for c in range(1, len(class_names)):
         gts = class_ground_truth(annotations, c)
         ap07, recall, precision = class_ap(all_dets[c], gts, iou_thresh, use_07_metric=True)
-        ap, _, _ = class_ap(all_dets[c], gts, iou_thresh, use_07_metric=False)
+        ap = ap07 if math.isnan(ap07) else voc_ap(recall, precision, use_07_metric=False)
         fig = Figure(figsize=(4.5, 4.0), dpi=100)
         FigureCanvasAgg(fig)
         ax = fig.add_subplot(1, 1, 1)

@@ -90,7 +90,15 @@ def class_ap(detections: Sequence[np.ndarray], gts: Sequence[GroundTruth],
                 fp[rank] = 1
         else:
             fp[rank] = 1
-    tp, fp = np.cumsum(tp), np.cumsum(fp)
+    return ap_from_ranked(tp, fp, npos, use_07_metric)
+
+
+def ap_from_ranked(tp: np.ndarray, fp: np.ndarray, npos: int, use_07_metric: bool = False
+                   ) -> tuple[float, np.ndarray, np.ndarray]:
+    """(ap, recall, precision) from ranked detections' 0/1 flags tp (D,) and fp (D,) (a
+    detection may be neither: matched to a difficult box); ap is NaN when npos is 0."""
+    tp = np.cumsum(np.asarray(tp, np.float64))
+    fp = np.cumsum(np.asarray(fp, np.float64))
     precision = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
     if npos == 0:
         return float("nan"), np.zeros_like(tp), precision

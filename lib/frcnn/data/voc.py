@@ -30,7 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
-from frcnn.data.blobs import header_size, image_size_problem
+from frcnn.data.blobs import image_size_problem, read_image
 from frcnn.data.problems import DatasetError, Problems, path_is
 
 BACKGROUND = "__background__"
@@ -173,21 +173,12 @@ def _image_path(root: Path, image_id: str, tree: ET.Element) -> Path:
 
 
 def _size_from_file(path: Path) -> tuple[int, int]:
-    import cv2
-
+    """(width, height) of an image as decoded (EXIF orientation), with read_image's checks
+    (empty file, header size, decoding) as DatasetError."""
     try:
-        size = header_size(path)  # PNG, JPEG: without decoding
-    except OSError as e:
-        raise DatasetError(f"image {path} cannot be read: {e}") from None
-    problem = size and image_size_problem(*size)
-    if problem:
-        raise DatasetError(f"image {path}: its header claims {problem}")
-    try:
-        im = cv2.imread(str(path), cv2.IMREAD_COLOR)  # the size as decoded (EXIF orientation)
-    except cv2.error as e:
-        raise DatasetError(f"image {path} cannot be decoded: {str(e).strip()[:200]}") from None
-    if im is None:
-        raise DatasetError(f"image {path} cannot be decoded")
+        im = read_image(path)
+    except ValueError as e:
+        raise DatasetError(str(e)) from None
     return im.shape[1], im.shape[0]
 
 
