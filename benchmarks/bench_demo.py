@@ -3,6 +3,7 @@ over several seeds (each seed makes its own dataset and training run).
 
     python benchmarks/bench_demo.py [--out output/bench_demo] [--seeds 1 2 3]
                                     [--nets plain ohem] [--iters N] [--jobs 1]
+                                    [--set KEY VALUE ...]
 
 Each run is ``frcnn demo --seed S [--ohem]`` (``frcnn.app.demo``) in
 ``OUT/seed<S>/``; the figures come from its run.json and eval.json.  Prints a row per run,
@@ -10,6 +11,9 @@ then the mean and the spread (sample standard deviation, min..max) per net, and 
 ``OUT/bench_demo.json``.  A plain run takes about 8 minutes on 2 CPU cores, an OHEM run
 about twice that.  ``--jobs 2`` runs two at a time, one BLAS thread each (more runs per
 hour on 2 cores; the seconds per iteration are then those of a loaded machine).
+``--set`` passes config overrides to every run (``frcnn demo --set``): how a lever is
+measured, e.g. ``--seeds 3 --nets plain --set TRAIN.USE_EMPTY_IMAGES True --out
+output/lever_empty``.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from frcnn.app.demo import DEMO
+from frcnn.fileio import write_atomic
 
 
 def figures(root: Path, ohem: bool) -> dict:
@@ -44,12 +49,14 @@ def spread(values: list[float]) -> str:
             f"{max(values):.3f})")
 
 
-def _run(out: Path, seed: int, ohem: bool, iters: int, threads: int | None) -> None:
+def _run(out: Path, seed: int, ohem: bool, iters: int, threads: int | None,
+         set_pairs: list[str]) -> None:
     env = dict(os.environ)
     if threads:
         env.update(OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
     cmd = [sys.executable, "-m", "frcnn.cli", "demo", "--out", str(out), "--seed", str(seed),
-           "--iters", str(iters)] + (["--ohem"] if ohem else [])
+           "--iters", str(iters)] + (["--ohem"] if ohem else []) + (
+               ["--set", *set_pairs] if set_pairs else [])
     log = out / f"demo{'_ohem' if ohem else ''}.log"
     out.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as f:
@@ -64,13 +71,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nets", nargs="+", choices=("plain", "ohem"), default=["plain", "ohem"])
     ap.add_argument("--iters", type=int, default=DEMO.iters)
     ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--report", action="store_true",
+                    help="run nothing: report the runs already in OUT (e.g. runs made by "
+                         "several invocations side by side)")
+    ap.add_argument("--set", dest="set_pairs", nargs="+", default=[], metavar="KEY VALUE",
+                    help="config overrides for every run (frcnn demo --set)")
     args = ap.parse_args(argv)
+    if len(args.set_pairs) % 2:
+        ap.error(f"--set takes KEY VALUE pairs, got {args.set_pairs}")
     root = Path(args.out)
     runs = [(seed, net == "ohem") for net in args.nets for seed in args.seeds]
     threads = 1 if args.jobs > 1 else None
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        list(pool.map(lambda r: _run(root / f"seed{r[0]}", r[0], r[1], args.iters, threads),
-                      runs))
+    if not args.report:
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            list(pool.map(lambda r: _run(root / f"seed{r[0]}", r[0], r[1], args.iters,
+                                         threads, args.set_pairs), runs))
     rows = [{"seed": seed, **figures(root / f"seed{seed}", ohem)} for seed, ohem in runs]
     print(f"\n{'net':<36} {'seed':>4} {'iters':>6} {'s/iter':>7} {'train s':>8} "
           f"{'s/image':>8} {'mAP07':>6} {'mAParea':>7}  per-class AP (VOC07)")
@@ -87,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{net:<36} over seeds {[r['seed'] for r in mine]}: mAP VOC07 "
               f"{summary[net]['map_voc07']}, area {summary[net]['map_area']}, s/iter "
               f"{summary[net]['s_per_iter']}")
-    (root / "bench_demo.json").write_text(json.dumps({"runs": rows, "summary": summary},
-                                                     indent=2) + "\n")
+    write_atomic(root / "bench_demo.json", json.dumps(
+        {"runs": rows, "summary": summary, "set": args.set_pairs}, indent=2).encode() + b"\n")
     return 0
 
 

@@ -152,6 +152,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=3,
                    help="seeds the dataset and the training (default 3)")
     p.add_argument("--force", action="store_true", help="regenerate the dataset")
+    p.add_argument("--set", dest="set_pairs", nargs="+", default=[], metavar="KEY VALUE",
+                   help="config overrides on top of the recipe, e.g. --set "
+                        "TRAIN.USE_EMPTY_IMAGES True")
     p.set_defaults(func=_cmd_demo)
 
 
@@ -260,5 +263,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from frcnn.app.demo import run_demo
 
     run_demo(args.out, iters=args.iters, ohem=args.ohem, force=args.force,
-             num_train=args.num_train, num_test=args.num_test, seed=args.seed)
+             num_train=args.num_train, num_test=args.num_test, seed=args.seed,
+             set_pairs=_set_pairs(args))
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
+
 from frcnn.app.demo import run_demo
 
 
@@ -32,5 +34,14 @@ def test_demo_seed_makes_its_own_dataset_and_run(tmp_path, cfg, capsys):
     assert json.loads((tmp_path / "synth" / "synth.json").read_text())["options"]["seed"] == 7
     assert (tmp_path / "synth" / "JPEGImages" / "000001.jpg").read_bytes() != first
     assert "RNG_SEED: 7" in (tmp_path / "train" / "cfg.yml").read_text()
-    run_demo(str(tmp_path), iters=1, num_train=4, num_test=2, seed=7)
+    run_demo(str(tmp_path), iters=1, num_train=4, num_test=2, seed=7,
+             set_pairs=("TRAIN.USE_EMPTY_IMAGES", "True"))   # a lever on top of the recipe
     assert "synthetic dataset (seed 7): using" in capsys.readouterr().out
+    cfg_text = (tmp_path / "train" / "cfg.yml").read_text()
+    assert "USE_EMPTY_IMAGES: true" in cfg_text and "RNG_SEED: 7" in cfg_text
+
+
+def test_demo_set_pairs_must_pair(tmp_path):
+    with pytest.raises(ValueError, match="KEY VALUE pairs"):
+        run_demo(str(tmp_path), iters=1, set_pairs=("TRAIN.USE_EMPTY_IMAGES",))
+    assert not (tmp_path / "synth").exists()
