@@ -25,7 +25,8 @@ difficult (a detection matched to one counts as neither), and, as COCO's area ra
 false positives whose own box is outside the bucket ignored.  Bucket 'all' keeps every box:
 its APs are ``evaluation.evaluate``'s.
 
-The matching (``GtTable``, ``Matches``) is ``evaluation.class_ap``'s, detection by detection.
+The matching is ``evaluation.class_ap``'s (``rank_detections``, ``voc_outcomes``), one
+gt table for every class (``GtTable``).
 
 **False positives by kind** (``false_positives``; Hoiem et al. 2012, simplified): per class,
 the top N ranked detections with N = the class's number of non-difficult gt boxes (where
@@ -51,7 +52,8 @@ from typing import Sequence
 import numpy as np
 
 from frcnn.boxes import bbox_overlaps
-from frcnn.evaluation import GroundTruth, ap_from_ranked, class_ap, voc_ap
+from frcnn.evaluation import (GroundTruth, RankedDetections, ap_from_ranked, class_ap,
+                              rank_detections, voc_ap, voc_outcomes)
 
 DEFAULT_IOUS = (0.5, 0.7)
 DEFAULT_TOP_N = (50, 100, 300)
@@ -244,64 +246,20 @@ class GtTable:
         return slice(int(lo), int(hi))
 
 
-@dataclass
-class Matches:
-    """One class' detections in ranked order (score descending, ties in the order given) and
-    what VOC matching made of each: outcome 1 true positive, 0 false positive, -1 neither
-    (matched to a difficult or ignored gt); gt: the GtTable row of the highest-IoU gt box of
-    the class in its image, -1 where there is none; iou: that IoU (0 where none)."""
-    image: np.ndarray
-    boxes: np.ndarray
-    scores: np.ndarray
-    outcome: np.ndarray
-    gt: np.ndarray
-    iou: np.ndarray
-
-
-def _ranked_overlaps(detections: Sequence[np.ndarray], table: GtTable, c: int) -> Matches:
-    """Class c's detections ranked, each with its best same-class gt (outcome not set)."""
+def _ranked(detections: Sequence[np.ndarray], table: GtTable, c: int) -> RankedDetections:
+    """Class c's detections ranked, each with its best same-class gt as a GtTable row."""
     if len(detections) != table.num_images:
         raise ValueError(f"{len(detections)} images of detections but {table.num_images} of gt")
-    per_image = [np.asarray(d, np.float64).reshape(-1, 5) for d in detections]
-    image = np.concatenate([np.full(len(d), i, np.int64) for i, d in enumerate(per_image)]
-                           + [np.zeros(0, np.int64)])
-    dets = np.vstack(per_image + [np.zeros((0, 5))])
-    best_gt = np.full(len(dets), -1, np.int64)
-    best_iou = np.zeros(len(dets))
     rows = np.flatnonzero(table.classes == c)          # in image order
-    bounds = np.searchsorted(table.image[rows], np.arange(table.num_images + 1))
-    start = 0
-    for i, d in enumerate(per_image):                  # IoUs image by image, in given order
-        g = rows[bounds[i]:bounds[i + 1]]
-        if len(d) and len(g):
-            iou = bbox_overlaps(d[:, :4], table.boxes[g])
-            best_gt[start:start + len(d)] = g[iou.argmax(axis=1)]
-            best_iou[start:start + len(d)] = iou.max(axis=1)
-        start += len(d)
-    order = np.argsort(-dets[:, 4], kind="stable")
-    return Matches(image[order], dets[order, :4], dets[order, 4],
-                   np.zeros(len(dets), np.int8), best_gt[order], best_iou[order])
-
-
-def _voc_outcomes(m: Matches, ignored: np.ndarray, iou_thresh: float) -> np.ndarray:
-    """(D,) int8 outcomes of the ranked detections (see Matches), gt rows ``ignored`` (T,)
-    counting as difficult: class_ap's rule."""
-    outcome = np.zeros(len(m.gt), np.int8)             # no gt in the image: a false positive
-    matched = np.zeros(len(ignored), bool)
-    for k in np.flatnonzero(m.iou > iou_thresh):
-        g = m.gt[k]
-        if ignored[g]:
-            outcome[k] = -1
-        elif not matched[g]:
-            outcome[k] = 1
-            matched[g] = True
-    return outcome
+    r = rank_detections(detections, table.image[rows], table.boxes[rows])
+    has_gt = r.gt >= 0
+    r.gt[has_gt] = rows[r.gt[has_gt]]
+    return r
 
 
 def _ap_from_outcomes(outcome: np.ndarray, npos: int, use_07_metric: bool) -> float:
-    """AP from ranked outcomes (1 tp, 0 fp; others dropped) as class_ap computes it."""
-    kept = outcome[outcome >= 0]
-    return ap_from_ranked(kept == 1, kept == 0, npos, use_07_metric)[0]
+    """AP from ranked outcomes (1 tp, 0 fp, -1 neither) as class_ap computes it."""
+    return ap_from_ranked(outcome == 1, outcome == 0, npos, use_07_metric)[0]
 
 
 def class_ground_truth(annotations: Sequence[dict], c: int) -> list[GroundTruth]:
@@ -333,13 +291,13 @@ def ap_by_size(all_dets: Sequence[Sequence[np.ndarray]], annotations: Sequence[d
     result_ap: dict[str, dict[str, float]] = {b: {} for b in names}
     result_n: dict[str, dict[str, int]] = {b: {} for b in names}
     for c in range(1, len(class_names)):
-        m = _ranked_overlaps(all_dets[c], table, c)
+        m = _ranked(all_dets[c], table, c)
         det_bucket = size_buckets(m.boxes, thresholds)
         for b, bucket in enumerate(names):
             ignored = table.difficult.copy()
             if bucket != "all":
                 ignored |= gt_bucket != b - 1
-            outcome = _voc_outcomes(m, ignored, iou_thresh)
+            outcome = voc_outcomes(m, ignored, iou_thresh)
             if bucket != "all":            # false positives outside the bucket: ignored
                 outcome[(outcome == 0) & (det_bucket != b - 1)] = -1
             npos = int(np.sum((table.classes == c) & ~ignored))
@@ -377,11 +335,11 @@ def false_positives(all_dets: Sequence[Sequence[np.ndarray]], annotations: Seque
     missed_sel = np.zeros(3, np.int64)
     missed_any = np.zeros(3, np.int64)
     for c in range(1, len(class_names)):
-        m = _ranked_overlaps(all_dets[c], table, c)
-        m.outcome = _voc_outcomes(m, table.difficult, iou_thresh)
+        m = _ranked(all_dets[c], table, c)
+        outcome = voc_outcomes(m, table.difficult, iou_thresh)
         positive = (table.classes == c) & ~table.difficult
         npos = int(positive.sum())
-        ranked = np.flatnonzero(m.outcome >= 0)
+        ranked = np.flatnonzero(outcome >= 0)
         if score_thresh is None:
             selected = ranked[:npos]
         else:
@@ -390,7 +348,7 @@ def false_positives(all_dets: Sequence[Sequence[np.ndarray]], annotations: Seque
         row["detections"] = int(len(selected))
         confused_with: dict[str, int] = {}
         for k in selected:
-            if m.outcome[k] == 1:
+            if outcome[k] == 1:
                 row["tp"] += 1
             elif m.iou[k] >= LOCALISATION_MIN_IOU:     # near one of its class, or a duplicate
                 row["localisation"] += 1
@@ -407,7 +365,7 @@ def false_positives(all_dets: Sequence[Sequence[np.ndarray]], annotations: Seque
         # misses: non-difficult gt of the class without a true positive, by size
         for subset, tally in ((selected, missed_sel), (ranked, missed_any)):
             hit = np.zeros(len(positive), bool)
-            hit[m.gt[subset[m.outcome[subset] == 1]]] = True
+            hit[m.gt[subset[outcome[subset] == 1]]] = True
             tally += np.bincount(gt_bucket[positive & ~hit], minlength=3)
         row["missed"] = npos - row["tp"]
         row["confused_with"] = dict(sorted(confused_with.items(), key=lambda kv: -kv[1]))

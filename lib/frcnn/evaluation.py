@@ -17,6 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
+from frcnn.boxes import bbox_overlaps
+
 
 def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07_metric: bool = False) -> float:
     """AP from a recall/precision curve (arrays in ranked-detection order)."""
@@ -42,13 +44,67 @@ class GroundTruth:
     difficult: np.ndarray
 
 
-def _iou_row(box: np.ndarray, gts: np.ndarray) -> np.ndarray:
-    iw = np.maximum(np.minimum(gts[:, 2], box[2]) - np.maximum(gts[:, 0], box[0]) + 1.0, 0.0)
-    ih = np.maximum(np.minimum(gts[:, 3], box[3]) - np.maximum(gts[:, 1], box[1]) + 1.0, 0.0)
-    inter = iw * ih
-    area = (box[2] - box[0] + 1.0) * (box[3] - box[1] + 1.0)
-    gt_area = (gts[:, 2] - gts[:, 0] + 1.0) * (gts[:, 3] - gts[:, 1] + 1.0)
-    return inter / (area + gt_area - inter)
+@dataclass
+class RankedDetections:
+    """One class' detections in ranked order (score descending, ties in the order given),
+    each with the highest-IoU gt box of the class in its image (D rows).
+
+    image (D,) int64 image index; boxes (D, 4) float64; scores (D,) float64; gt (D,) int64
+    the index of that gt box in the arrays given to ``rank_detections``, -1 where the image
+    has none; iou (D,) float64 that IoU, 0 where none.
+    """
+    image: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+    gt: np.ndarray
+    iou: np.ndarray
+
+
+def rank_detections(detections: Sequence[np.ndarray], gt_image: np.ndarray,
+                    gt_boxes: np.ndarray) -> RankedDetections:
+    """Rank one class' detections and find each one's best gt box of the class.
+
+    Args:
+        detections: per image, (D_i, 5) x1 y1 x2 y2 score.
+        gt_image: (T,) int image index of each gt box of the class, in image order.
+        gt_boxes: (T, 4) the gt boxes, inclusive pixels.
+    """
+    per_image = [np.asarray(d, np.float64).reshape(-1, 5) for d in detections]
+    image = np.concatenate([np.full(len(d), i, np.int64) for i, d in enumerate(per_image)]
+                           + [np.zeros(0, np.int64)])
+    dets = np.vstack(per_image + [np.zeros((0, 5))])
+    gt_boxes = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
+    best_gt = np.full(len(dets), -1, np.int64)
+    best_iou = np.zeros(len(dets))
+    bounds = np.searchsorted(np.asarray(gt_image), np.arange(len(per_image) + 1))
+    start = 0
+    for i, d in enumerate(per_image):                  # IoUs image by image, in given order
+        lo, hi = int(bounds[i]), int(bounds[i + 1])
+        if len(d) and hi > lo:
+            iou = bbox_overlaps(d[:, :4], gt_boxes[lo:hi])
+            best_gt[start:start + len(d)] = lo + iou.argmax(axis=1)
+            best_iou[start:start + len(d)] = iou.max(axis=1)
+        start += len(d)
+    order = np.argsort(-dets[:, 4], kind="stable")
+    return RankedDetections(image[order], dets[order, :4], dets[order, 4], best_gt[order],
+                            best_iou[order])
+
+
+def voc_outcomes(ranked: RankedDetections, ignored: np.ndarray, iou_thresh: float
+                 ) -> np.ndarray:
+    """(D,) int8 outcome of each ranked detection under VOC matching: 1 a true positive, 0 a
+    false positive (no gt above the IoU threshold, or its gt already taken), -1 neither
+    (its best gt is ``ignored`` (T,) bool: difficult, or outside what is measured)."""
+    outcome = np.zeros(len(ranked.gt), np.int8)        # no gt in the image: a false positive
+    matched = np.zeros(len(ignored), bool)
+    for k in np.flatnonzero(ranked.iou > iou_thresh):
+        g = ranked.gt[k]
+        if ignored[g]:
+            outcome[k] = -1
+        elif not matched[g]:
+            outcome[k] = 1
+            matched[g] = True
+    return outcome
 
 
 def class_ap(detections: Sequence[np.ndarray], gts: Sequence[GroundTruth],
@@ -60,37 +116,19 @@ def class_ap(detections: Sequence[np.ndarray], gts: Sequence[GroundTruth],
         detections: per image, (D_i, 5) x1 y1 x2 y2 score.
         gts: per image (same length), that image's gt boxes of this class.
     Returns:
-        (ap, recall, precision); ap is NaN when the class has no non-difficult gt box.
+        (ap, recall, precision), the curves (D,) over all ranked detections; ap is NaN when
+        the class has no non-difficult gt box.
     """
     if len(detections) != len(gts):
         raise ValueError(f"{len(detections)} images of detections but {len(gts)} of gt")
-    npos = int(sum(int(np.sum(~g.difficult.astype(bool))) for g in gts))
-    image_ids = np.concatenate([np.full(len(d), i) for i, d in enumerate(detections)]
-                               + [np.zeros(0, int)]).astype(np.int64)
-    dets = np.vstack([np.asarray(d, np.float64).reshape(-1, 5) for d in detections]
-                     + [np.zeros((0, 5))])
-    order = np.argsort(-dets[:, 4], kind="stable")
-    tp = np.zeros(len(order))
-    fp = np.zeros(len(order))
-    matched = [np.zeros(len(g.boxes), bool) for g in gts]
-    for rank, d in enumerate(order):
-        g = gts[image_ids[d]]
-        if len(g.boxes) == 0:
-            fp[rank] = 1
-            continue
-        iou = _iou_row(dets[d, :4], np.asarray(g.boxes, np.float64))
-        best = int(iou.argmax())
-        if iou[best] > iou_thresh:
-            if g.difficult[best]:
-                continue
-            if not matched[image_ids[d]][best]:
-                tp[rank] = 1
-                matched[image_ids[d]][best] = True
-            else:
-                fp[rank] = 1
-        else:
-            fp[rank] = 1
-    return ap_from_ranked(tp, fp, npos, use_07_metric)
+    boxes = [np.asarray(g.boxes, np.float64).reshape(-1, 4) for g in gts]
+    gt_image = np.concatenate([np.full(len(b), i, np.int64) for i, b in enumerate(boxes)]
+                              + [np.zeros(0, np.int64)])
+    difficult = np.concatenate([np.asarray(g.difficult, bool).reshape(-1) for g in gts]
+                               + [np.zeros(0, bool)])
+    ranked = rank_detections(detections, gt_image, np.vstack(boxes + [np.zeros((0, 4))]))
+    outcome = voc_outcomes(ranked, difficult, iou_thresh)
+    return ap_from_ranked(outcome == 1, outcome == 0, int(np.sum(~difficult)), use_07_metric)
 
 
 def ap_from_ranked(tp: np.ndarray, fp: np.ndarray, npos: int, use_07_metric: bool = False

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from frcnn.evaluation import GroundTruth, _iou_row, class_ap, evaluate, format_table, voc_ap
+from frcnn.evaluation import (GroundTruth, class_ap, evaluate, format_table, rank_detections,
+                              voc_ap, voc_outcomes)
 
 
 def _det(*rows):
@@ -19,25 +20,39 @@ def _gt(boxes, difficult=None):
                        else np.array(difficult, bool))
 
 
-# ----------------------------------------------------------------------------- IoU
+# ----------------------------------------------------------------------------- matching
 
-def test_iou_row_of_asymmetric_boxes():
+def test_rank_detections_finds_each_ones_best_gt_in_its_image():
     # box x 2..11 (10), y 5..24 (20): area 200
-    box = np.array([2, 5, 11, 24], float)
-    gts = np.array([[6, 15, 15, 44],    # inter x 6..11 (6) * y 15..24 (10) = 60; area 10 * 30
+    gts = np.array([[6, 15, 15, 44],    # inter with it x 6..11 (6) * y 15..24 (10) = 60; 10 x 30
                     [-3, 7, 5, 10],     # inter x 2..5 (4) * y 7..10 (4) = 16; area 9 * 4 = 36
-                    [2, 5, 11, 24],     # itself
-                    [11, 24, 11, 24]],  # its last pixel: 1 / 200
+                    [11, 24, 11, 24],   # its last pixel: 1 / 200
+                    [2, 5, 11, 24]],    # image 1: the box itself
                    float)
-    np.testing.assert_allclose(_iou_row(box, gts), [60 / (200 + 300 - 60), 16 / (200 + 36 - 16),
-                                                    1.0, 1 / 200], rtol=1e-15)
+    dets = [_det([2, 5, 11, 24, 0.5], [-3, 7, 5, 10, 0.9]),    # image 0
+            _det([2, 5, 11, 24, 0.5], [30, 30, 40, 40, 0.7])]  # image 1
+    r = rank_detections(dets, np.array([0, 0, 0, 1]), gts)
+    np.testing.assert_array_equal(r.scores, [0.9, 0.7, 0.5, 0.5])   # ties: the order given
+    np.testing.assert_array_equal(r.image, [0, 1, 0, 1])
+    np.testing.assert_array_equal(r.gt, [1, 3, 0, 3])
+    np.testing.assert_allclose(r.iou, [1.0, 0.0, 60 / (200 + 300 - 60), 1.0], rtol=1e-15)
+    np.testing.assert_array_equal(r.boxes[1], [30, 30, 40, 40])
 
 
-def test_iou_row_of_disjoint_boxes_is_zero():
-    box = np.array([0, 0, 9, 9], float)
-    gts = np.array([[10, 0, 19, 9], [0, 10, 9, 19], [20, 30, 25, 35], [-30, -40, -20, -25]],
-                   float)
-    np.testing.assert_array_equal(_iou_row(box, gts), [0, 0, 0, 0])
+def test_rank_detections_without_gt_in_the_image():
+    r = rank_detections([_det([0, 0, 9, 9, 0.3]), _det()], np.array([1]),
+                        np.array([[0, 0, 9, 9]], float))
+    assert r.gt.tolist() == [-1] and r.iou.tolist() == [0.0]
+
+
+def test_voc_outcomes_first_takes_the_gt_then_duplicates_and_ignored():
+    gts = np.array([[0, 0, 9, 9], [20, 20, 29, 29]], float)
+    dets = [_det([0, 0, 9, 9, 0.9], [0, 0, 9, 10, 0.8], [20, 20, 29, 29, 0.7],
+                 [50, 50, 59, 59, 0.6], [0, 0, 9, 30, 0.95])]
+    r = rank_detections(dets, np.array([0, 0]), gts)
+    # 0.95: IoU 10*10 / (10*31) < 0.5 -> fp; 0.9 tp; 0.8 duplicate fp; 0.7 on the ignored
+    # gt -> neither; 0.6 on nothing -> fp
+    assert voc_outcomes(r, np.array([False, True]), 0.5).tolist() == [0, 1, 0, -1, 0]
 
 
 # ----------------------------------------------------------------------------- AP
