@@ -2,22 +2,11 @@
 argument checks; the runs themselves are the measurement, not a test."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def bd():
-    spec = importlib.util.spec_from_file_location("bench_demo",
-                                                  ROOT / "benchmarks" / "bench_demo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _saved_run(root: Path, seed: int, ohem: bool, m07: float, area: float) -> None:

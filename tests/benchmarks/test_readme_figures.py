@@ -2,7 +2,6 @@
 layouts), --from on saved outputs, and a quick real run of the NMS section."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,15 +9,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
-
-
-@pytest.fixture(scope="module")
-def rf():
-    spec = importlib.util.spec_from_file_location("readme_figures",
-                                                  ROOT / "benchmarks" / "readme_figures.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def head(table: str) -> str:

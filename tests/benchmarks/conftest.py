@@ -1,0 +1,27 @@
+"""The benchmark scripts as modules (they live outside the package, in benchmarks/)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_benchmark(name: str):
+    """benchmarks/<name>.py imported as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def rf():
+    return load_benchmark("readme_figures")
+
+
+@pytest.fixture(scope="module")
+def bd():
+    return load_benchmark("bench_demo")
