@@ -23,6 +23,7 @@ their difficult flags; training drops the difficult ones (``frcnn.data.roidb``).
 """
 from __future__ import annotations
 
+import math
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -130,12 +131,25 @@ def _text(node: ET.Element, tag: str) -> str | None:
     return None if child is None or child.text is None else child.text.strip()
 
 
-def _int_flag(node: ET.Element, tag: str) -> bool:
+_FLAG_WORDS = {"true": True, "yes": True, "false": False, "no": False}
+
+
+def _flag(node: ET.Element, tag: str, label: str) -> bool:
+    """<difficult> / <truncated> as a bool: absent or empty False, a number (0 / 1, as the
+    devkit writes) or true/yes/false/no; anything else a DatasetError naming ``label``
+    (py-faster-rcnn stops on it with int()'s error, and a guess would change the metric)."""
     text = _text(node, tag)
-    try:
-        return bool(int(float(text))) if text else False
-    except (ValueError, OverflowError):
+    if not text:
         return False
+    if text.lower() in _FLAG_WORDS:
+        return _FLAG_WORDS[text.lower()]
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise DatasetError(f"{label}: <{tag}> is {text!r}, not 0 or 1")
+    return bool(int(value))
 
 
 def _image_size(node: ET.Element, where: str) -> tuple[int, int] | None:
@@ -218,7 +232,8 @@ def parse_object(obj: ET.Element, index: int, class_to_index: dict[str, int], wi
                            f"ymax {ymax:g}; 1-based) lies outside the {width}x{height} image")
     box = np.array([min(max(x1, 0), width - 1), min(max(y1, 0), height - 1),
                     min(max(x2, 0), width - 1), min(max(y2, 0), height - 1)], np.float32)
-    return box, class_to_index[name], _int_flag(obj, "difficult"), _int_flag(obj, "truncated")
+    return (box, class_to_index[name], _flag(obj, "difficult", label),
+            _flag(obj, "truncated", label))
 
 
 def read_annotation(root: str | os.PathLike, image_id: str, classes: Sequence[str],

@@ -58,6 +58,17 @@ def test_difficult_truncated_border_and_one_pixel_boxes(voc_folder):
     assert b["boxes"].shape == (0, 4) and b["gt_classes"].shape == (0,)
 
 
+def test_flags_in_words_read_as_meant(voc_folder):
+    voc_folder.add("a", obj_xml("dog", 1, 1, 9, 9, difficult="Yes", truncated="true")
+                   + obj_xml("cat", 1, 1, 9, 9, difficult="no", truncated="False")
+                   + obj_xml("cat", 1, 1, 9, 9, difficult="1.0", truncated=" ")
+                   + "<object><name>dog</name><bndbox><xmin>1</xmin><ymin>1</ymin>"
+                     "<xmax>9</xmax><ymax>9</ymax></bndbox></object>")   # no flags at all
+    (a,) = load_voc(voc_folder.root, "trainval", CLASSES)
+    assert a["difficult"].tolist() == [True, False, True, False]
+    assert a["truncated"].tolist() == [True, False, False, False]
+
+
 def test_box_off_the_border_by_rounding_is_clipped(voc_folder):
     voc_folder.add("a", obj_xml("dog", 0, 0, 51, 41))  # one pixel past each side
     (a,) = load_voc(voc_folder.root, "trainval", CLASSES)
@@ -77,6 +88,8 @@ def test_size_read_from_the_image_when_the_xml_has_none(voc_folder):
     (obj_xml("dog", 1, 1, 55, 20), "outside the 50x40 image"),
     (obj_xml("dog", -3, 1, 10, 20), "outside the 50x40 image"),
     (obj_xml("dog", "abc", 1, 10, 20), "<xmin> is 'abc'"),
+    (obj_xml("dog", 1, 1, 10, 20, difficult="maybe"), "<difficult> is 'maybe', not 0 or 1"),
+    (obj_xml("dog", 1, 1, 10, 20, truncated="nan"), "<truncated> is 'nan'"),
     ("<object><name>dog</name></object>", "has no <bndbox>"),
     ("<object><bndbox/></object>", "has no <name>"),
 ])

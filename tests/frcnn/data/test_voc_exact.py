@@ -109,7 +109,8 @@ def test_record_fields(voc_folder):
 
 
 @pytest.mark.parametrize("text, flag", [("1", True), ("0", False), ("1.0", True), ("2", True),
-                                        ("", False), ("yes", False), (" 1 ", True)])
+                                        ("", False), ("yes", True), ("No", False),
+                                        (" 1 ", True), ("0.4", False)])
 def test_flags(voc_folder, text, flag):
     obj = (f"<object><name>dog</name><difficult>{text}</difficult><bndbox><xmin>1</xmin>"
            f"<ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object>")
