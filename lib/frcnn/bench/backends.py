@@ -28,9 +28,14 @@ def _median_ms(values: Sequence[float]) -> float:
 
 
 def _prepare(label: str, variant: Any, work: Path, seed: int) -> tuple[str, str, Path]:
-    """(test prototxt, caffemodel, export folder) for ``variant`` with random weights."""
+    """(test prototxt, caffemodel, export folder) for ``variant`` with random weights.
+
+    The model's run cfg is the global cfg of the moment (the variant's and the bench's
+    overrides), so the export's proposal settings are those the Caffe reference runs with.
+    """
     from google.protobuf import text_format
 
+    from frcnn import config
     from frcnn.app.export import ExportRequest, run_export
     from frcnn.bench import nets as bnets
     from frcnn.train import write_sidecar
@@ -44,8 +49,10 @@ def _prepare(label: str, variant: Any, work: Path, seed: int) -> tuple[str, str,
     model = folder / "model.caffemodel"
     net.save(str(model))
     classes = ["__background__"] + [f"class{k}" for k in range(1, variant.num_classes)]
+    config.write_cfg(str(folder / "cfg.yml"))
     write_sidecar(model, {"bbox_normalization_folded": True, "classes": classes,
-                          "means": [0, 0, 0, 0], "stds": [0.1, 0.1, 0.2, 0.2]})
+                          "means": [0, 0, 0, 0], "stds": [0.1, 0.1, 0.2, 0.2],
+                          "cfg_file": "cfg.yml"})
     run_export(ExportRequest(model=str(model), out=str(folder / "export"), net=str(net_path),
                              check=False))
     return str(net_path), str(model), folder / "export"
@@ -80,6 +87,28 @@ def _compare(reference: list[np.ndarray], other: list[np.ndarray]) -> dict[str, 
         count += len(a)
     return {"max_box_diff": box, "max_score_diff": score, "same_counts": bool(same_counts),
             "detections": count}
+
+
+def _below_min_size(det: Any, min_size: float) -> int | None:
+    """How many of ``det``'s last proposals (original-image pixels) are narrower or lower
+    than ``min_size``: OpenCV's Proposal layer does not drop them, Caffe's and onnxruntime's
+    do, so a count above 0 explains detections that differ."""
+    p = getattr(det, "last_proposals", None)
+    if p is None:
+        return None
+    p = np.asarray(p, np.float64).reshape(-1, 4)
+    return int(np.sum((p[:, 2] - p[:, 0] + 1 < min_size) | (p[:, 3] - p[:, 1] + 1 < min_size)))
+
+
+def _parity_text(row: dict) -> str:
+    """'boxes ... px, scores ...[, other counts[: N proposals below RPN_MIN_SIZE]]'."""
+    v = row["vs_caffe"]
+    text = f"boxes {v['max_box_diff']:.2g} px, scores {v['max_score_diff']:.2g}"
+    if not v["same_counts"]:
+        text += ", other counts"
+        if row.get("proposals_below_min_size"):
+            text += f" ({row['proposals_below_min_size']} proposals below RPN_MIN_SIZE kept)"
+    return text
 
 
 def _detectors(backends: Sequence[str], export: Path, net_path: str, model: str,
@@ -136,9 +165,7 @@ def _time(backend: str, det: Any, image: np.ndarray, repeats: int, warmup: int
 def _log_row(row: dict, log: Callable[[str], None]) -> None:
     extra = ""
     if "vs_caffe" in row:
-        v = row["vs_caffe"]
-        extra = (f", {row['time_vs_caffe']:.2f}x Caffe's time, boxes within "
-                 f"{v['max_box_diff']:.3g} px, scores {v['max_score_diff']:.2g}")
+        extra = f", {row['time_vs_caffe']:.2f}x Caffe's time, {_parity_text(row)}"
     h, w = row["size"]
     log(f"  {row['net']} {h}x{w} {row['backend']}: {row['total_ms']:.1f} ms"
         + "".join(f", {k} {v:.1f}" for k, v in row["stages"].items()) + extra)
@@ -150,6 +177,7 @@ def bench_backends(nets: Sequence[tuple[str, Any]], sizes: Sequence[tuple[int, i
                    overrides: dict | None = None,
                    log: Callable[[str], None] | None = print) -> list[dict]:
     """Rows {net, size, backend, total_ms, stages (ms), gflops share, parity} (see module)."""
+    from frcnn import config
     from frcnn.bench import nets as bnets
     from frcnn.bench.arithmetic import layer_macs
 
@@ -169,8 +197,11 @@ def bench_backends(nets: Sequence[tuple[str, Any]], sizes: Sequence[tuple[int, i
                     for backend, det in detectors.items():
                         results[backend], total, stages = _time(backend, det, image, repeats,
                                                                 warmup)
-                        size_rows.append({"net": label, "size": [h, w], "backend": backend,
-                                          "total_ms": total, "stages": stages})
+                        size_rows.append({
+                            "net": label, "size": [h, w], "backend": backend,
+                            "total_ms": total, "stages": stages,
+                            "proposals_below_min_size": _below_min_size(
+                                det, float(config.cfg.TEST.RPN_MIN_SIZE))})
                     macs = None
                     if "caffe" in detectors:
                         macs = int(sum(layer_macs(detectors["caffe"].net).values()))
@@ -201,9 +232,7 @@ def format_table(rows: Sequence[dict]) -> str:
         share = f"{100 * r['gemm_share']:.0f}%" if r.get("gemm_share") else "-"
         vs = "-"
         if "vs_caffe" in r:
-            v = r["vs_caffe"]
-            vs = (f"{r['time_vs_caffe']:.2f}x time; boxes {v['max_box_diff']:.2g} px, scores "
-                  f"{v['max_score_diff']:.2g}{'' if v['same_counts'] else ', other counts'}")
+            vs = f"{r['time_vs_caffe']:.2f}x time; {_parity_text(r)}"
         lines.append(f"| {r['net']} | {r['size'][0]}x{r['size'][1]} | {r['backend']} | "
                      f"{ms('backbone_rpn')} | {ms('proposals')} | {ms('head')} | "
                      f"{r['total_ms']:.1f} | {share} | {vs} |")
