@@ -21,14 +21,16 @@ Sections, in the README's order:
   backends   ## Deploy: speed per backend                    frcnn bench --backends ...
   bench      ## Performance: the whole detector, training,   frcnn bench
              model sizes
+  openblas   ## Performance: OpenBLAS kernels                benchmarks/bench_openblas.py
+             (Caffe's GEMM per OPENBLAS_CORETYPE, each in its own process)
   nms        ## Performance: NMS and box overlaps            benchmarks/bench_nms.py
   proposals  ## Performance: proposal layer speed            benchmarks/bench_proposals.py
              (--proposal-runs runs; the table gives the range of their medians)
 
 --quick runs every benchmark at its smallest (a smoke run: the figures mean little).
 --from DIR renders the tables again from a folder this script wrote (or from one holding
-the benchmarks' own JSON files: bench.json, backends.json, deploy.json, nms.json,
-proposals*.json, bench_demo.json) without running anything.
+the benchmarks' own JSON files: bench.json, backends.json, deploy.json, openblas.json,
+nms.json, proposals*.json, bench_demo.json) without running anything.
 
 NMS peers (torchvision, OpenCV 5) may live in another venv: --peer-path DIR puts that
 venv's site-packages on bench_nms's PYTHONPATH, ahead of this one's.  A peer that does not
@@ -54,13 +56,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("demo", "deploy", "backends", "bench", "nms", "proposals")
+SECTIONS = ("demo", "deploy", "backends", "bench", "openblas", "nms", "proposals")
 DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s != "demo")
 TITLES = {
     "demo": "The main job (`frcnn demo`): plain vs OHEM",
     "deploy": "Deploy: parity on the demo model",
     "backends": "Deploy: speed per backend",
     "bench": "Performance: the whole detector (`frcnn bench`)",
+    "openblas": "Performance: OpenBLAS kernels",
     "nms": "Performance: NMS and box overlaps",
     "proposals": "Performance: proposal layer speed",
 }
@@ -517,6 +520,75 @@ def render_bench(results: dict) -> list[dict]:
     return blocks
 
 
+# ----------------------------------------------------------------------------- openblas
+
+def _openblas_label(row: dict) -> str:
+    """'auto (SkylakeX)' for the caffe package's choice, else the core type asked for."""
+    if row.get("coretype") != "auto":
+        return str(row.get("coretype"))
+    if row.get("chosen"):
+        return f"auto ({row['chosen']})"
+    return f"auto (unset; OpenBLAS: {row['kernel']})" if row.get("kernel") else "auto (unset)"
+
+
+def _openblas_reason(row: dict, width: int = 60) -> str:
+    """The first line of a failed row's error, cut to ``width``, safe in a table cell."""
+    text = (str(row.get("error") or f"status {row.get('rc')}").splitlines() or ["?"])[0]
+    text = text if len(text) <= width else text[:width - 3].rstrip() + "..."
+    return text.replace("|", "\\|")
+
+
+def _openblas_prescott(data: dict) -> float | None:
+    return next((r["gmac_s"] for r in data.get("rows", []) if r.get("gmac_s")
+                 and str(r.get("coretype")).lower() == "prescott"), None)
+
+
+def table_openblas(data: dict) -> str:
+    """bench_openblas.py's JSON -> one row per core type: Caffe's GEMM rate (GMAC/s) and
+    its ratio to the Prescott kernels' ('-' without a Prescott figure or for a failed row)."""
+    base = _openblas_prescott(data)
+    rows = []
+    for r in data.get("rows", []):
+        gmac = r.get("gmac_s")
+        if not gmac:
+            rows.append([_openblas_label(r), f"failed: {_openblas_reason(r)}", "-"])
+            continue
+        rows.append([_openblas_label(r), f"{gmac:.1f}" if gmac < 100 else f"{gmac:.0f}",
+                     f"{gmac / base:.2f}x" if base else "-"])
+    return md_table(["OPENBLAS_CORETYPE", "GEMM GMAC/s", "vs Prescott"],
+                    ["---", "---:", "---:"], rows)
+
+
+def render_openblas(data: dict) -> list[dict]:
+    flags = data.get("cpu_flags") or {}
+    threads = data.get("threads")
+    caption = (f"One Caffe InnerProduct, a float32 {data.get('n')} x {data.get('n')} x "
+               f"{data.get('n')} GEMM, best of {data.get('repeats')} after a warm-up; each "
+               f"core type in its own process"
+               + (f", OPENBLAS_NUM_THREADS={threads}" if threads is not None else "")
+               + "; CPU flags: " + (", ".join(f"{k} {'yes' if v else 'no'}"
+                                              for k, v in flags.items()) or "not readable")
+               + ".")
+    rows = data.get("rows", [])
+    notes = []
+    auto = next((r for r in rows if r.get("coretype") == "auto" and r.get("gmac_s")), None)
+    base = _openblas_prescott(data)
+    if auto and base:
+        choice = auto.get("chosen") or (f"unset: OpenBLAS's own, {auto['kernel']}"
+                                        if auto.get("kernel") else "unset")
+        notes.append(f"The caffe package's choice ({choice}) runs Caffe's GEMM at "
+                     f"{auto['gmac_s'] / base:.1f}x the Prescott kernels' rate.")
+    if data.get("env_coretype") and any(r.get("coretype") == "auto" for r in rows):
+        notes.append(f"This environment sets OPENBLAS_CORETYPE={data['env_coretype']} (the "
+                     f"other sections run with it); the auto row ran without it.")
+    for r in rows:
+        if not r.get("gmac_s"):
+            notes.append(f"{_openblas_label(r)} not measured (status {r.get('rc')}): "
+                         f"{r.get('error') or 'no figure'}.")
+    return [{"title": "OpenBLAS kernels", "caption": caption, "table": table_openblas(data),
+             "notes": notes}]
+
+
 # ----------------------------------------------------------------------------- nms
 
 def table_nms(data: dict) -> str:
@@ -616,7 +688,8 @@ def render_proposals(data: dict) -> list[dict]:
 
 RENDERERS: dict[str, Callable[[dict], list[dict]]] = {
     "demo": render_demo, "deploy": render_deploy, "backends": render_backends,
-    "bench": render_bench, "nms": render_nms, "proposals": render_proposals}
+    "bench": render_bench, "openblas": render_openblas, "nms": render_nms,
+    "proposals": render_proposals}
 
 
 def render_section(name: str, entry: dict) -> str:
@@ -732,6 +805,9 @@ def load_section(name: str, folder: Path, extra: dict | None = None) -> tuple[di
                 **({"export_parity": parity} if parity else {}),
                 **{k: extra[k] for k in ("model", "root", "dataset", "max_images")
                    if k in extra}}, [str(path)]
+    if name == "openblas":
+        path = _find(folder, "openblas", ["openblas.json"])
+        return _read_json(path), [str(path)] if path else []
     if name == "nms":
         path = _find(folder, "nms", ["nms.json"])
         return _read_json(path), [str(path)] if path else []
@@ -785,6 +861,9 @@ def section_commands(name: str, args: argparse.Namespace, out: Path
         extra["versions"] = deploy_versions()
         return [[py, "-m", "frcnn.cli", "bench", "--backends", "caffe,onnxruntime,opencv",
                  "--out", str(d)] + (["--quick"] if quick else [])], extra, None
+    if name == "openblas":
+        return [[py, _script("bench_openblas.py"), "--json", str(d / "openblas.json")]
+                + (["--quick"] if quick else [])], extra, None
     if name == "nms":
         cmd = [py, _script("bench_nms.py"), "--json", str(d / "nms.json")]
         return [cmd + (["--sizes", "300,1000", "--repeat", "1"] if quick else [])], extra, None
@@ -822,8 +901,8 @@ def section_commands(name: str, args: argparse.Namespace, out: Path
 
 
 OUTPUT_FILES = {"bench": ["bench.json"], "backends": ["backends.json"], "nms": ["nms.json"],
-                "proposals": ["run*.json"], "deploy": ["deploy.json"],
-                "demo": ["bench_demo.json"]}
+                "openblas": ["openblas.json"], "proposals": ["run*.json"],
+                "deploy": ["deploy.json"], "demo": ["bench_demo.json"]}
 
 
 def run_section(name: str, args: argparse.Namespace, out: Path,
@@ -879,7 +958,8 @@ def from_folder(folder: Path, sections: Sequence[str]) -> dict:
         machine = before.get("machine")
         if not machine:
             machine = _machine_from_data(name, data, files)
-        if name == "bench" and (data.get("settings") or {}).get("quick"):
+        if (name == "bench" and (data.get("settings") or {}).get("quick")) or (
+                name == "openblas" and data.get("quick")):
             before = {**before, "quick": True}
         out[name] = {**before, "data": data, "files": files or before.get("files", []),
                      "machine": machine,

@@ -25,3 +25,8 @@ def rf():
 @pytest.fixture(scope="module")
 def bd():
     return load_benchmark("bench_demo")
+
+
+@pytest.fixture(scope="module")
+def bo():
+    return load_benchmark("bench_openblas")

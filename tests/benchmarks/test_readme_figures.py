@@ -1,8 +1,10 @@
 """benchmarks/readme_figures.py: its pure renderers on hand-made data (the README's column
-layouts), --from on saved outputs, and a quick real run of the NMS section."""
+layouts), --from on saved outputs, and quick real runs of the NMS and OpenBLAS sections."""
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -203,3 +205,106 @@ def test_quick_nms_section_runs(rf, tmp_path, capsys):
     assert entry["rc"] == 0 and [r["n"] for r in entry["data"]["rows"]] == [300, 1000]
     assert entry["machine"]["cpu"] and entry["machine"]["load_end"] is not None
     assert "Machine: " in text and (tmp_path / "nms" / "nms.log").is_file()
+
+
+OPENBLAS = {"n": 2048, "repeats": 3, "threads": None, "quick": False,
+            "cpu_flags": {"avx2": True, "fma": True, "avx512f": True},
+            "rows": [{"coretype": "auto", "chosen": "SkylakeX", "kernel": "SkylakeX",
+                      "gmac_s": 123.4, "seconds": 0.0696, "rc": 0},
+                     {"coretype": "Prescott", "chosen": "Prescott", "kernel": "Prescott",
+                      "gmac_s": 41.0, "seconds": 0.2095, "rc": 0},
+                     {"coretype": "Haswell", "chosen": "Haswell", "kernel": "Haswell",
+                      "gmac_s": 79.5, "seconds": 0.108, "rc": 0},
+                     {"coretype": "SkylakeX", "chosen": "SkylakeX", "kernel": None,
+                      "gmac_s": None, "seconds": None, "rc": -4,
+                      "error": "killed by SIGILL"},
+                     {"coretype": "Bogus", "chosen": "Bogus", "kernel": "Cooperlake",
+                      "gmac_s": None, "seconds": None, "rc": 3,
+                      "error": "OpenBLAS runs its Cooperlake kernels for "
+                               "OPENBLAS_CORETYPE=Bogus"}]}
+
+
+def test_openblas_table_and_notes(rf):
+    table = rf.table_openblas(OPENBLAS)
+    assert table == (
+        "| OPENBLAS_CORETYPE | GEMM GMAC/s | vs Prescott |\n"
+        "|---|---:|---:|\n"
+        "| auto (SkylakeX) | 123 | 3.01x |\n"
+        "| Prescott | 41.0 | 1.00x |\n"
+        "| Haswell | 79.5 | 1.94x |\n"
+        "| SkylakeX | failed: killed by SIGILL | - |\n"
+        "| Bogus | failed: OpenBLAS runs its Cooperlake kernels for OPENBLAS_CORETYP... | - |")
+    block, = rf.render_openblas(OPENBLAS)
+    assert block["title"] == "OpenBLAS kernels"
+    assert block["caption"] == (
+        "One Caffe InnerProduct, a float32 2048 x 2048 x 2048 GEMM, best of 3 after a "
+        "warm-up; each core type in its own process; CPU flags: avx2 yes, fma yes, "
+        "avx512f yes.")
+    assert block["notes"] == [
+        "The caffe package's choice (SkylakeX) runs Caffe's GEMM at 3.0x the Prescott "
+        "kernels' rate.",
+        "SkylakeX not measured (status -4): killed by SIGILL.",
+        "Bogus not measured (status 3): OpenBLAS runs its Cooperlake kernels for "
+        "OPENBLAS_CORETYPE=Bogus."]
+
+
+def test_openblas_without_prescott_or_choice(rf):
+    data = {"n": 256, "repeats": 1, "threads": 1, "cpu_flags": {},
+            "rows": [{"coretype": "auto", "chosen": None, "kernel": "Cooperlake",
+                      "gmac_s": 30.0, "seconds": 0.01, "rc": 0},
+                     {"coretype": "Prescott", "chosen": "Prescott", "gmac_s": None, "rc": 1,
+                      "error": "exited with status 1: a | b\nsecond line"}]}
+    assert rf.table_openblas(data).splitlines()[2:] == [
+        "| auto (unset; OpenBLAS: Cooperlake) | 30.0 | - |",
+        "| Prescott | failed: exited with status 1: a \\| b | - |"]
+    block, = rf.render_openblas(data)
+    assert "OPENBLAS_NUM_THREADS=1" in block["caption"]
+    assert block["caption"].endswith("CPU flags: not readable.")
+    assert not any("caffe package's choice" in n for n in block["notes"])
+    assert not any("This environment sets" in n for n in block["notes"])
+    block, = rf.render_openblas({**data, "env_coretype": "Haswell"})
+    assert "This environment sets OPENBLAS_CORETYPE=Haswell (the other sections run with " \
+           "it); the auto row ran without it." in block["notes"]
+
+
+def test_openblas_section_is_wired(rf, tmp_path):
+    assert rf.SECTIONS.index("openblas") == rf.SECTIONS.index("bench") + 1
+    assert "openblas" in rf.DEFAULT_SECTIONS and rf.OUTPUT_FILES["openblas"] == ["openblas.json"]
+    for quick in (False, True):
+        args = argparse.Namespace(quick=quick, sections=["openblas"])
+        commands, extra, skipped = rf.section_commands("openblas", args, tmp_path)
+        assert skipped is None and extra == {}
+        assert commands == [[sys.executable, rf._script("bench_openblas.py"), "--json",
+                             str(tmp_path / "openblas" / "openblas.json")]
+                            + (["--quick"] if quick else [])]
+
+
+def test_from_a_folder_renders_openblas(rf, tmp_path, capsys):
+    (tmp_path / "openblas").mkdir()
+    (tmp_path / "openblas" / "openblas.json").write_text(json.dumps({**OPENBLAS,
+                                                                     "quick": True}))
+    (tmp_path / "nms.json").write_text(json.dumps(NMS))
+    assert rf.main(["--from", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    text = capsys.readouterr().out
+    assert text == (tmp_path / "out" / "figures.md").read_text()
+    section = text[text.index("## Performance: OpenBLAS kernels"):text.index(
+        "## Performance: NMS")]  # after bench, before nms
+    assert rf.table_openblas(OPENBLAS) in section
+    assert "3.0x the Prescott kernels' rate" in section
+    assert "--quick: a smoke run" in section and "Machine: not recorded (read from" in section
+    figures = json.loads((tmp_path / "out" / "figures.json").read_text())
+    assert set(figures["sections"]) == {"openblas", "nms"}
+    assert figures["sections"]["openblas"]["files"] == [
+        str(tmp_path / "openblas" / "openblas.json")]
+
+
+def test_quick_openblas_section_runs(rf, tmp_path, capsys):
+    assert rf.main(["--quick", "--only", "openblas", "--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "bench_openblas.py --json" in text and "--quick" in text
+    assert head(rf.table_openblas(OPENBLAS)) in text
+    entry = json.loads((tmp_path / "figures.json").read_text())["sections"]["openblas"]
+    assert entry["rc"] == 0 and entry["data"]["n"] == 256
+    assert [r["coretype"] for r in entry["data"]["rows"]] == [
+        "auto", "Prescott", "Haswell", "SkylakeX"]
+    assert (tmp_path / "openblas" / "openblas.log").is_file()
