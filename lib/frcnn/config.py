@@ -17,7 +17,7 @@ import ast
 import contextlib
 import copy
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Iterator, NamedTuple
 
 from easydict import EasyDict
@@ -332,10 +332,12 @@ def _literal(text: str) -> Any:
         return text  # a bare string such as an EXP_DIR name
 
 
-def cfg_from_list(pairs: list[str], config: EasyDict | None = None) -> EasyDict:
-    """Merge ``['KEY', 'VALUE', ...]`` overrides (values are Python literals)."""
+def pairs_to_dict(pairs: Sequence[str]) -> dict:
+    """``['TEST.NMS', '0.4', ...]`` -> ``{'TEST': {'NMS': 0.4}}`` (values are Python
+    literals, else strings); not checked against the keys (``merge_dict`` does that)."""
     if len(pairs) % 2:
-        raise ConfigError(f"expected KEY VALUE pairs, got an odd number of items: {pairs!r}")
+        raise ConfigError(f"expected KEY VALUE pairs, got an odd number of items: "
+                          f"{list(pairs)!r}")
     updates: dict = {}
     for name, text in zip(pairs[::2], pairs[1::2]):
         node = updates
@@ -345,7 +347,12 @@ def cfg_from_list(pairs: list[str], config: EasyDict | None = None) -> EasyDict:
             if not isinstance(node, dict):
                 raise ConfigError(f"config key {name}: {p} is also given a value of its own")
         node[leaf] = _literal(text)
-    return merge_dict(updates, config)
+    return updates
+
+
+def cfg_from_list(pairs: Sequence[str], config: EasyDict | None = None) -> EasyDict:
+    """Merge ``['KEY', 'VALUE', ...]`` overrides (values are Python literals)."""
+    return merge_dict(pairs_to_dict(pairs), config)
 
 
 def describe() -> str:

@@ -22,7 +22,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 PARTS = ("inference", "training", "models", "arithmetic")
 DEFAULT_SIZES = ((600, 1000), (300, 500))
@@ -54,6 +54,28 @@ class BenchOptions:
                     model_classes=(4,), quick=True, cfg_overrides=QUICK_CFG)
         opts.update(changes)
         return cls(**opts)
+
+
+def cfg_overrides(base: dict | None, pairs: Sequence[str]) -> dict | None:
+    """``base`` (a nested mapping such as QUICK_CFG) with ``--set`` KEY VALUE pairs on top,
+    checked against the config's keys now (a typo fails before minutes of benchmarking)."""
+    import copy
+
+    from frcnn import config
+
+    given = config.pairs_to_dict(list(pairs))
+    config.merge_dict(given, config.default_config())   # raises ConfigError on a bad key
+
+    def merge(into: dict, extra: dict) -> dict:
+        for key, value in extra.items():
+            if isinstance(value, dict) and isinstance(into.get(key), dict):
+                merge(into[key], value)
+            else:
+                into[key] = value
+        return into
+
+    merged = merge(copy.deepcopy(base or {}), given)
+    return merged or None
 
 
 def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
@@ -166,6 +188,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict:
     from frcnn import config
     from frcnn.bench import arithmetic, inference, models, report, training
     from frcnn.bench.nets import import_caffe
+    from frcnn.fileio import write_atomic
     from frcnn.nms import NMSBackendWarning
 
     start = time.time()
@@ -237,6 +260,7 @@ def _cmd_bench_backends(args: argparse.Namespace) -> int:
     from frcnn.bench import arithmetic
     from frcnn.bench.backends import bench_backends, format_table
     from frcnn.bench.nets import import_caffe
+    from frcnn.fileio import write_atomic
     from frcnn.nms import NMSBackendWarning
     from frcnn.nets.variants import preset
 
@@ -245,6 +269,7 @@ def _cmd_bench_backends(args: argparse.Namespace) -> int:
     sizes = args.sizes or (QUICK_SIZES if quick else DEFAULT_SIZES)
     repeats = args.repeats or (1 if quick else 5)
     warmup = args.warmup if args.warmup is not None else (0 if quick else 1)
+    overrides = cfg_overrides(QUICK_CFG if quick else None, args.set_pairs)
     import_caffe()
     start = time.time()
     gemm = arithmetic.caffe_gemm_rate(512 if quick else 2048)
@@ -255,12 +280,14 @@ def _cmd_bench_backends(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NMSBackendWarning)
         rows = bench_backends(nets, sizes, backends, repeats, warmup, args.seed or 0,
-                              gemm["macs_per_s"], overrides=QUICK_CFG if quick else None,
+                              gemm["macs_per_s"],
+                              overrides=overrides,
                               log=lambda line: print(line, flush=True))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "backends.json").write_text(json.dumps(
-        {"gemm": gemm, "rows": rows, "seconds": round(time.time() - start, 1)}, indent=2) + "\n")
+    write_atomic(out / "backends.json", json.dumps(
+        {"gemm": gemm, "rows": rows, "cfg_overrides": overrides,
+         "seconds": round(time.time() - start, 1)}, indent=2).encode() + b"\n")
     print()
     print(format_table(rows))
     print(f"\n{time.time() - start:.0f} s; wrote {out / 'backends.json'}")
@@ -285,6 +312,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             raise ValueError(f"--{key.replace('_', '-')} must be >= 1")
     if changes.get("warmup", 0) < 0:
         raise ValueError("--warmup must be >= 0")
+    if args.set_pairs:
+        changes["cfg_overrides"] = cfg_overrides(opts.cfg_overrides, args.set_pairs)
     opts = BenchOptions(**{**asdict(opts), **changes})
     results = run_bench(opts, log=lambda line: print(line, flush=True))
     paths = report.write_all(results, args.out)
@@ -348,6 +377,9 @@ def register(subparsers: Any) -> None:
                    help="compare deployment backends instead (caffe,onnxruntime,opencv): "
                         "the SqueezeNet and ZF detectors exported and run in each, per stage; "
                         "writes backends.json")
+    p.add_argument("--set", dest="set_pairs", nargs="+", default=[], metavar="KEY VALUE",
+                   help="config overrides for the benchmarked nets, e.g. --set "
+                        "TEST.RPN_MIN_SIZE 0 (OpenCV's Proposal layer has no min_size)")
     p.set_defaults(func=_cmd_bench)
 
     sub = p.add_subparsers(dest="bench_command", metavar="[nms]")

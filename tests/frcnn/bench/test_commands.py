@@ -28,6 +28,27 @@ def test_options_from_the_command_line():
         cli.build_parser().parse_args(["bench", "--only", "speed"])
 
 
+def test_set_pairs_go_on_top_of_the_quick_cfg():
+    merged = commands.cfg_overrides(commands.QUICK_CFG, ["TEST.RPN_MIN_SIZE", "0",
+                                                         "TEST.RPN_POST_NMS_TOP_N", "7"])
+    assert merged["TEST"] == {"RPN_PRE_NMS_TOP_N": 300, "RPN_POST_NMS_TOP_N": 7,
+                              "RPN_MIN_SIZE": 0}
+    assert merged["TRAIN"] == commands.QUICK_CFG["TRAIN"]
+    assert commands.QUICK_CFG["TEST"]["RPN_POST_NMS_TOP_N"] == 20   # not changed in place
+    assert commands.cfg_overrides(None, []) is None
+    assert commands.cfg_overrides(None, ["TEST.NMS", "0.4"]) == {"TEST": {"NMS": 0.4}}
+
+
+def test_a_bad_set_pair_fails_before_benchmarking(capsys):
+    from frcnn.config import ConfigError
+
+    assert cli.main(["bench", "--backends", "caffe", "--set", "TEST.RPN_MIN_SIZ", "0"]) != 0
+    out, err = capsys.readouterr()
+    assert "unknown config key TEST.RPN_MIN_SIZ" in err and "[bench]" not in out
+    with pytest.raises(ConfigError, match="odd number"):
+        commands.cfg_overrides(None, ["TEST.NMS"])
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     """One `frcnn bench --quick` (a few seconds): its exit status, output and folder."""
