@@ -10,10 +10,9 @@ from frcnn.app.training import TrainRequest, run_train
 from frcnn.coco_eval import SUMMARY_NAMES
 from frcnn.data.coco import write_coco
 from frcnn.data.datasets import get_dataset
-from frcnn.data.synth import SynthOptions, write_synth_dataset
 from frcnn.train import read_sidecar
 
-from tests.frcnn.app.test_train_test_detect import SMALL
+from tests.tiny_synth import SMALL, write_tiny_synth
 
 pytest.importorskip("pycocotools")
 
@@ -25,8 +24,7 @@ pytestmark = pytest.mark.usefixtures("cfg")  # the global cfg, restored after ea
 
 def test_train_and_test_on_coco_json(tmp_path):
     root = tmp_path / "synth"
-    write_synth_dataset(root, SynthOptions(num_train=8, num_test=3, height=96, width=128,
-                                           min_object=24, max_object=48), log=None)
+    write_tiny_synth(root, 8, 3)
     jsons = {}
     for split in ("train", "test"):
         voc = get_dataset(str(root), split=split)

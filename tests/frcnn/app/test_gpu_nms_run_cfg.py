@@ -11,18 +11,13 @@ import pytest
 from frcnn import config
 from frcnn import nms as fnms
 from frcnn.app.training import TrainRequest, run_train
-from frcnn.data.synth import SynthOptions, write_synth_dataset
-
-SMALL = ("TRAIN.SCALES", "(96,)", "TRAIN.MAX_SIZE", "128", "TEST.SCALES", "(96,)",
-         "TEST.MAX_SIZE", "128", "TRAIN.RPN_PRE_NMS_TOP_N", "600", "TRAIN.RPN_POST_NMS_TOP_N",
-         "100", "TRAIN.BATCH_SIZE", "16", "TEST.RPN_POST_NMS_TOP_N", "50")
+from tests.tiny_synth import SMALL, write_tiny_synth
 
 
 @pytest.mark.skipif(fnms.gpu_device_count() > 0, reason="needs a machine without a usable GPU")
 def test_frcnn_test_on_a_run_that_asked_for_gpu_nms_says_so_once(tmp_path):
     data = tmp_path / "synth"
-    write_synth_dataset(data, SynthOptions(num_train=6, num_test=3, height=96, width=128,
-                                           min_object=24, max_object=48), log=None)
+    write_tiny_synth(data, 6, 3)
     saved = copy.deepcopy(config.cfg)
     try:
         model = run_train(TrainRequest(

@@ -8,8 +8,7 @@ import pytest
 
 from frcnn import config
 from frcnn.app.training import TrainRequest, run_train
-from frcnn.data.synth import SynthOptions, write_synth_dataset
-from tests.frcnn.app.test_train_test_detect import SMALL
+from tests.tiny_synth import SMALL, write_tiny_synth
 
 # the OHEM variant's own config keeps TRAIN.BATCH_SIZE -1: do not override it
 OHEM_SMALL = tuple(x for pair in zip(SMALL[::2], SMALL[1::2]) if pair[0] != "TRAIN.BATCH_SIZE"
@@ -22,8 +21,7 @@ def trainer_after_steps(tmp_path, monkeypatch):
     import frcnn.train as train_module
 
     data = tmp_path / "synth"
-    write_synth_dataset(data, SynthOptions(num_train=6, num_test=1, height=96, width=128,
-                                           min_object=24, max_object=48), log=None)
+    write_tiny_synth(data, 6, 1)
     seen = {}
     original = train_module.Trainer.train
 

@@ -19,9 +19,9 @@ from frcnn import config
 from frcnn.app.proposals import ProposalsRequest, run_proposals
 from frcnn.app.testing import EvalRequest, run_test
 from frcnn.app.training import TrainRequest, run_train
-from frcnn.data.synth import SynthOptions, write_synth_dataset
 from frcnn.train import read_sidecar
 from tests.frcnn.app import pyfrcnn_nets as nets
+from tests.tiny_synth import write_tiny_synth
 
 # an experiments/cfgs-style file (block YAML, py-faster-rcnn's keys)
 CFG = """\
@@ -71,9 +71,7 @@ pytestmark = pytest.mark.usefixtures("cfg")  # the global cfg, restored after ea
 def workspace(tmp_path_factory):
     """A py-faster-rcnn-like tree: data/synth, models/tiny/<kind>/*.prototxt, cfgs/."""
     root = tmp_path_factory.mktemp("pyfrcnn")
-    write_synth_dataset(root / "data" / "synth",
-                        SynthOptions(num_train=8, num_test=4, height=96, width=128,
-                                     min_object=24, max_object=48), log=None)
+    write_tiny_synth(root / "data" / "synth", 8, 4)
     files = {
         "models/tiny/end2end/train.prototxt": nets.end2end_train(),
         "models/tiny/end2end/test.prototxt": nets.end2end_test(),

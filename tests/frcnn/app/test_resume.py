@@ -16,9 +16,8 @@ import pytest
 
 from frcnn import config
 from frcnn.app.training import TrainRequest, run_train
-from frcnn.data.synth import SynthOptions, write_synth_dataset
 from frcnn.train_state import find_snapshots, latest_complete_snapshot
-from tests.frcnn.app.test_train_test_detect import SMALL
+from tests.tiny_synth import SMALL, write_tiny_synth
 
 ITERS, EVERY = 8, 3
 PREFIX = "squeezenet_faster_rcnn"
@@ -51,8 +50,7 @@ def history(out: Path) -> list[list[str]]:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
-    write_synth_dataset(root, SynthOptions(num_train=6, num_test=1, height=96, width=128,
-                                           min_object=24, max_object=48), log=None)
+    write_tiny_synth(root, 6, 1)
     return root
 
 

@@ -13,13 +13,8 @@ import pytest
 from frcnn import config
 from frcnn.app.testing import DetectRequest, EvalRequest, run_detect, run_test
 from frcnn.app.training import TrainRequest, run_train
-from frcnn.data.synth import SynthOptions, write_synth_dataset
 from frcnn.train import read_sidecar
-
-SMALL = ("TRAIN.SCALES", "(96,)", "TRAIN.MAX_SIZE", "128", "TEST.SCALES", "(96,)",
-         "TEST.MAX_SIZE", "128", "TRAIN.RPN_PRE_NMS_TOP_N", "600", "TRAIN.RPN_POST_NMS_TOP_N",
-         "100", "TRAIN.BATCH_SIZE", "16", "TEST.RPN_POST_NMS_TOP_N", "50",
-         "TRAIN.OHEM_BATCH_SIZE", "16")
+from tests.tiny_synth import SMALL, write_tiny_synth
 
 
 @pytest.fixture(autouse=True)
@@ -33,8 +28,7 @@ def restore_cfg():
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
-    write_synth_dataset(root, SynthOptions(num_train=12, num_test=4, height=96, width=128,
-                                           min_object=24, max_object=48), log=None)
+    write_tiny_synth(root, 12, 4)
     return root
 
 

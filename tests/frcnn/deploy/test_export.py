@@ -23,13 +23,10 @@ from frcnn.app.export import ExportRequest, run_export
 from frcnn.app.testing import DetectRequest, EvalRequest, ModelRequest, load_detector, run_test
 from frcnn.app.training import TrainRequest, run_train
 from frcnn.data.blobs import read_image
-from frcnn.data.synth import SynthOptions, write_synth_dataset
 from frcnn.deploy.manifest import ExportFolderError, load_manifest
+from tests.tiny_synth import SMALL, write_tiny_synth
 
-SMALL = ("TRAIN.SCALES", "(96,)", "TRAIN.MAX_SIZE", "128", "TEST.SCALES", "(96,)",
-         "TEST.MAX_SIZE", "128", "TRAIN.RPN_PRE_NMS_TOP_N", "600", "TRAIN.RPN_POST_NMS_TOP_N",
-         "100", "TRAIN.BATCH_SIZE", "16", "TEST.RPN_POST_NMS_TOP_N", "50",
-         "TEST.SCORE_THRESH", "0.0")
+SMALL_EXPORT = SMALL + ("TEST.SCORE_THRESH", "0.0")
 
 
 pytestmark = pytest.mark.usefixtures("cfg")  # the global cfg, restored after each test
@@ -38,8 +35,7 @@ pytestmark = pytest.mark.usefixtures("cfg")  # the global cfg, restored after ea
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
-    write_synth_dataset(root, SynthOptions(num_train=8, num_test=3, height=96, width=128,
-                                           min_object=24, max_object=48), log=None)
+    write_tiny_synth(root, 8, 3)
     return root
 
 
@@ -48,7 +44,7 @@ def model(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     with config.preserved():
         return run_train(TrainRequest(net="squeezenet/faster_rcnn_end2end", dataset="synth_train",
-                                      root=str(data), iters=4, out=str(out), set_pairs=SMALL,
+                                      root=str(data), iters=4, out=str(out), set_pairs=SMALL_EXPORT,
                                       base_lr=0.001, scales=(1.5, 3), snapshot_iters=0,
                                       display=2, force=True))
 
