@@ -11,9 +11,9 @@ then the mean and the spread (sample standard deviation, min..max) per net, and 
 ``OUT/bench_demo.json``.  A plain run takes about 8 minutes on 2 CPU cores, an OHEM run
 about twice that.  ``--jobs 2`` runs two at a time, one BLAS thread each (more runs per
 hour on 2 cores; the seconds per iteration are then those of a loaded machine).
-``--set`` passes config overrides to every run (``frcnn demo --set``): how a lever is
-measured, e.g. ``--seeds 3 --nets plain --set TRAIN.USE_EMPTY_IMAGES True --out
-output/lever_empty``.
+``--set`` passes config overrides to every run (``frcnn demo --set``), ``--scales`` anchor
+scales (``frcnn demo --scales``): how a lever is measured, e.g. ``--seeds 3 --nets plain
+--set TRAIN.USE_EMPTY_IMAGES True --out output/lever_empty``.
 """
 from __future__ import annotations
 
@@ -50,13 +50,14 @@ def spread(values: list[float]) -> str:
 
 
 def _run(out: Path, seed: int, ohem: bool, iters: int, threads: int | None,
-         set_pairs: list[str]) -> None:
+         set_pairs: list[str], scales: str | None) -> None:
     env = dict(os.environ)
     if threads:
         env.update(OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
     cmd = [sys.executable, "-m", "frcnn.cli", "demo", "--out", str(out), "--seed", str(seed),
            "--iters", str(iters)] + (["--ohem"] if ohem else []) + (
-               ["--set", *set_pairs] if set_pairs else [])
+               ["--set", *set_pairs] if set_pairs else []) + (
+               ["--scales", scales] if scales else [])
     log = out / f"demo{'_ohem' if ohem else ''}.log"
     out.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as f:
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                          "several invocations side by side)")
     ap.add_argument("--set", dest="set_pairs", nargs="+", default=[], metavar="KEY VALUE",
                     help="config overrides for every run (frcnn demo --set)")
+    ap.add_argument("--scales", help="anchor scales for every run (frcnn demo --scales)")
     args = ap.parse_args(argv)
     if len(args.set_pairs) % 2:
         ap.error(f"--set takes KEY VALUE pairs, got {args.set_pairs}")
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report:
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             list(pool.map(lambda r: _run(root / f"seed{r[0]}", r[0], r[1], args.iters,
-                                         threads, args.set_pairs), runs))
+                                         threads, args.set_pairs, args.scales), runs))
     rows = [{"seed": seed, **figures(root / f"seed{seed}", ohem)} for seed, ohem in runs]
     print(f"\n{'net':<36} {'seed':>4} {'iters':>6} {'s/iter':>7} {'train s':>8} "
           f"{'s/image':>8} {'mAP07':>6} {'mAParea':>7}  per-class AP (VOC07)")
@@ -103,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{summary[net]['map_voc07']}, area {summary[net]['map_area']}, s/iter "
               f"{summary[net]['s_per_iter']}")
     write_atomic(root / "bench_demo.json", json.dumps(
-        {"runs": rows, "summary": summary, "set": args.set_pairs}, indent=2).encode() + b"\n")
+        {"runs": rows, "summary": summary, "set": args.set_pairs, "scales": args.scales},
+        indent=2).encode() + b"\n")
     return 0
 
 

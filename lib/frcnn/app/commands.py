@@ -155,6 +155,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--set", dest="set_pairs", nargs="+", default=[], metavar="KEY VALUE",
                    help="config overrides on top of the recipe, e.g. --set "
                         "TRAIN.USE_EMPTY_IMAGES True")
+    p.add_argument("--scales", type=_floats,
+                   help="anchor scales instead of the recipe's (x16 px), e.g. 2,4,8")
     p.set_defaults(func=_cmd_demo)
 
 
@@ -264,5 +266,5 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     run_demo(args.out, iters=args.iters, ohem=args.ohem, force=args.force,
              num_train=args.num_train, num_test=args.num_test, seed=args.seed,
-             set_pairs=_set_pairs(args))
+             set_pairs=_set_pairs(args), scales=args.scales)
     return 0

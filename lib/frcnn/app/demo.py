@@ -69,11 +69,13 @@ def _dataset_matches(data: Path, opts) -> bool:
 
 def run_demo(out: str = "output/demo", iters: int | None = None, ohem: bool = False,
              force: bool = False, num_train: int = 300, num_test: int = 100,
-             seed: int = DEFAULT_SEED, set_pairs: tuple[str, ...] = ()) -> float:
+             seed: int = DEFAULT_SEED, set_pairs: tuple[str, ...] = (),
+             scales: tuple[float, ...] | None = None) -> float:
     """Run the main job; return the VOC07 mAP.  ``seed`` seeds the dataset (its images)
     and the training (Caffe's initialisation, the data order, the sampling).
     ``set_pairs`` (KEY VALUE ...) override the recipe's config for training and testing,
-    e.g. ``("TRAIN.USE_EMPTY_IMAGES", "True")``: how the README's levers are measured."""
+    e.g. ``("TRAIN.USE_EMPTY_IMAGES", "True")``, and ``scales`` replaces the recipe's anchor
+    scales: how the README's levers are measured."""
     if len(set_pairs) % 2:
         raise ValueError(f"set_pairs takes KEY VALUE pairs, got {list(set_pairs)}")
     from frcnn.data.synth import SynthOptions, write_synth_dataset
@@ -93,7 +95,8 @@ def run_demo(out: str = "output/demo", iters: int | None = None, ohem: bool = Fa
         net=net, dataset="synth_train", root=str(data), iters=iters or DEMO.iters,
         out=str(root / ("train_ohem" if ohem else "train")),
         set_pairs=DEMO.cfg(ohem) + ("RNG_SEED", str(seed)) + tuple(set_pairs),
-        base_lr=DEMO.base_lr, clip_gradients=DEMO.clip_gradients, scales=DEMO.scales,
+        base_lr=DEMO.base_lr, clip_gradients=DEMO.clip_gradients,
+        scales=tuple(scales) if scales else DEMO.scales,
         trunk_dropout=DEMO.trunk_dropout,
         iter_size=1, snapshot_iters=0, display=50, force=True, extra_meta={"demo": True}))
     print("[demo] 3/4 evaluate on the test split", flush=True)

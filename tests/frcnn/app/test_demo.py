@@ -35,10 +35,13 @@ def test_demo_seed_makes_its_own_dataset_and_run(tmp_path, cfg, capsys):
     assert (tmp_path / "synth" / "JPEGImages" / "000001.jpg").read_bytes() != first
     assert "RNG_SEED: 7" in (tmp_path / "train" / "cfg.yml").read_text()
     run_demo(str(tmp_path), iters=1, num_train=4, num_test=2, seed=7,
-             set_pairs=("TRAIN.USE_EMPTY_IMAGES", "True"))   # a lever on top of the recipe
+             set_pairs=("TRAIN.USE_EMPTY_IMAGES", "True"), scales=(2, 4))   # levers
     assert "synthetic dataset (seed 7): using" in capsys.readouterr().out
     cfg_text = (tmp_path / "train" / "cfg.yml").read_text()
     assert "USE_EMPTY_IMAGES: true" in cfg_text and "RNG_SEED: 7" in cfg_text
+    run = json.loads((tmp_path / "train" / "run.json").read_text())
+    assert "2 scales [2, 4] = 6 anchors" in run["variant"]
+    assert "'scales': [2, 4]" in (tmp_path / "train" / "net" / "test.prototxt").read_text()
 
 
 def test_demo_set_pairs_must_pair(tmp_path):
