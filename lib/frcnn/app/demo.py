@@ -8,8 +8,9 @@ The demo differs from the committed nets only where the small synthetic images a
 the 240 x 320 images upscaled 4/3 (short side 320, long side 427: objects of 24 to 96
 pixels become 32 to 128, at least two cells of the stride-16 features), anchors of 24, 48
 and 96 pixels (scales 1.5, 3, 6 at ratios 0.5, 1, 2), 300 proposals per image in training,
-64 RoIs per image, no dropout on the trunk, and a schedule for training from scratch (there
-are no ImageNet weights on a machine without internet).  The README's "The main job" has
+64 RoIs per image, no dropout on the trunk, the images without objects kept as negatives,
+and a schedule for training from scratch (there are no ImageNet weights on a machine
+without internet).  The README's "The main job" has
 what each choice measured.
 """
 from __future__ import annotations
@@ -36,6 +37,8 @@ class DemoRecipe:
     trunk_dropout: float = 0.0    # no drop9: from scratch on 600 images it underfits with it
     image_scale: int = 320        # short side (the images' own is 240: small objects suffer)
     max_size: int = 427           # long side cap (320 x 4/3)
+    empty_images: bool = True     # images without objects train as negatives (cfg key
+                                  # TRAIN.USE_EMPTY_IMAGES): fewer runs stuck on the plateau
 
     def cfg(self, ohem: bool) -> tuple[str, ...]:
         size = (f"({self.image_scale},)", str(self.max_size))
@@ -43,7 +46,8 @@ class DemoRecipe:
                  "TEST.SCALES", size[0], "TEST.MAX_SIZE", size[1],
                  "TRAIN.RPN_PRE_NMS_TOP_N", "3000", "TRAIN.RPN_POST_NMS_TOP_N", "300",
                  "TEST.RPN_PRE_NMS_TOP_N", "3000", "TEST.RPN_POST_NMS_TOP_N", "100",
-                 "TRAIN.OHEM_BATCH_SIZE", str(self.roi_batch))
+                 "TRAIN.OHEM_BATCH_SIZE", str(self.roi_batch),
+                 "TRAIN.USE_EMPTY_IMAGES", str(self.empty_images))
         # the OHEM net's own config keeps every RoI for the read-only branch
         return pairs if ohem else pairs + ("TRAIN.BATCH_SIZE", str(self.roi_batch))
 
@@ -74,7 +78,7 @@ def run_demo(out: str = "output/demo", iters: int | None = None, ohem: bool = Fa
     """Run the main job; return the VOC07 mAP.  ``seed`` seeds the dataset (its images)
     and the training (Caffe's initialisation, the data order, the sampling).
     ``set_pairs`` (KEY VALUE ...) override the recipe's config for training and testing,
-    e.g. ``("TRAIN.USE_EMPTY_IMAGES", "True")``, and ``scales`` replaces the recipe's anchor
+    e.g. ``("TRAIN.SCALES", "(272, 320, 368)")``, and ``scales`` replaces the recipe's anchor
     scales: how the README's levers are measured."""
     if len(set_pairs) % 2:
         raise ValueError(f"set_pairs takes KEY VALUE pairs, got {list(set_pairs)}")

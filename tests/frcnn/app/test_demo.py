@@ -21,7 +21,7 @@ def test_demo_runs_every_stage(tmp_path, cfg, capsys):
     assert "where the remaining errors are" in out
     assert (tmp_path / "train" / "loss.csv").exists() and (tmp_path / "train" / "loss.png").exists()
     cfg_text = (tmp_path / "train" / "cfg.yml").read_text()
-    assert "RNG_SEED: 3" in cfg_text
+    assert "RNG_SEED: 3" in cfg_text and "USE_EMPTY_IMAGES: true" in cfg_text
     assert "drop9" not in (tmp_path / "train" / "net" / "train.prototxt").read_text()
 
 
@@ -35,10 +35,10 @@ def test_demo_seed_makes_its_own_dataset_and_run(tmp_path, cfg, capsys):
     assert (tmp_path / "synth" / "JPEGImages" / "000001.jpg").read_bytes() != first
     assert "RNG_SEED: 7" in (tmp_path / "train" / "cfg.yml").read_text()
     run_demo(str(tmp_path), iters=1, num_train=4, num_test=2, seed=7,
-             set_pairs=("TRAIN.USE_EMPTY_IMAGES", "True"), scales=(2, 4))   # levers
+             set_pairs=("TRAIN.FG_FRACTION", "0.5"), scales=(2, 4))   # levers
     assert "synthetic dataset (seed 7): using" in capsys.readouterr().out
     cfg_text = (tmp_path / "train" / "cfg.yml").read_text()
-    assert "USE_EMPTY_IMAGES: true" in cfg_text and "RNG_SEED: 7" in cfg_text
+    assert "FG_FRACTION: 0.5" in cfg_text and "RNG_SEED: 7" in cfg_text
     run = json.loads((tmp_path / "train" / "run.json").read_text())
     assert "2 scales [2, 4] = 6 anchors" in run["variant"]
     assert "'scales': [2, 4]" in (tmp_path / "train" / "net" / "test.prototxt").read_text()
@@ -46,5 +46,5 @@ def test_demo_seed_makes_its_own_dataset_and_run(tmp_path, cfg, capsys):
 
 def test_demo_set_pairs_must_pair(tmp_path):
     with pytest.raises(ValueError, match="KEY VALUE pairs"):
-        run_demo(str(tmp_path), iters=1, set_pairs=("TRAIN.USE_EMPTY_IMAGES",))
+        run_demo(str(tmp_path), iters=1, set_pairs=("TRAIN.FG_FRACTION",))
     assert not (tmp_path / "synth").exists()
