@@ -5,8 +5,10 @@
 
 Exports the model (``frcnn export``, both formats) unless --export names an existing
 folder, detects every image of the dataset with each backend, and prints per backend: the
-VOC07 and area mAP, seconds per image, and against Caffe the largest box and score
-difference over the images whose detections match one to one, and how many images do.
+VOC07 and area mAP, seconds per image, and against Caffe how many images keep as many
+detections per class, and the largest box and score difference over every image, each
+Caffe detection paired with the nearest one of the other backend
+(``frcnn.deploy.parity``: a swap of two near-tied scores is no difference).
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from frcnn.deploy.parity import compare_images
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,16 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         for backend, dets in all_dets.items():
             if backend == "caffe":
                 continue
-            same, box, score = 0, 0.0, 0.0
-            for a, b in zip(all_dets["caffe"], dets):
-                if all(len(x) == len(y) for x, y in zip(a[1:], b[1:])):
-                    same += 1
-                    for x, y in zip(a[1:], b[1:]):
-                        if len(x):
-                            box = max(box, float(np.abs(x[:, :4] - y[:, :4]).max()))
-                            score = max(score, float(np.abs(x[:, 4] - y[:, 4]).max()))
-            results[backend].update(images_same_detections=same, images=len(records),
-                                    max_box_diff=box, max_score_diff=score)
+            r = compare_images(all_dets["caffe"], dets)
+            results[backend].update(images_same_detections=r["images_same_counts"],
+                                    images=r["images"], max_box_diff=r["max_box_diff"],
+                                    max_score_diff=r["max_score_diff"])
     print()
     print("| backend | mAP VOC07 | mAP area | s / image | images with Caffe's detection "
           "count | max box diff (px) | max score diff |")

@@ -74,19 +74,15 @@ def _caffe_stages(detector: Any, image: np.ndarray, repeats: int) -> dict[str, f
             "proposals": _median_ms(stage["proposal"]), "head": _median_ms(stage["roi_head"])}
 
 
-def _compare(reference: list[np.ndarray], other: list[np.ndarray]) -> dict[str, float]:
-    """Largest |box| and |score| difference between detection lists matched by order."""
-    box, score, count = 0.0, 0.0, 0
-    same_counts = True
-    for a, b in zip(reference[1:], other[1:]):
-        same_counts &= len(a) == len(b)
-        n = min(len(a), len(b))
-        if n:
-            box = max(box, float(np.abs(a[:n, :4] - b[:n, :4]).max()))
-            score = max(score, float(np.abs(a[:n, 4] - b[:n, 4]).max()))
-        count += len(a)
-    return {"max_box_diff": box, "max_score_diff": score, "same_counts": bool(same_counts),
-            "detections": count}
+def _compare(reference: list[np.ndarray], other: list[np.ndarray]) -> dict[str, Any]:
+    """One image's detections against Caffe's: the largest |box| and |score| difference,
+    detections paired by position (``frcnn.deploy.parity``), and whether every class kept
+    as many."""
+    from frcnn.deploy.parity import compare_images
+
+    r = compare_images([reference], [other])
+    return {"max_box_diff": r["max_box_diff"], "max_score_diff": r["max_score_diff"],
+            "same_counts": r["images_same_counts"] == 1, "detections": r["detections"]}
 
 
 def _below_min_size(det: Any, min_size: float) -> int | None:
