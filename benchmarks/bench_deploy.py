@@ -6,7 +6,7 @@
 Exports the model (``frcnn export``, both formats) unless --export names an existing
 folder, detects every image of the dataset with each backend, and prints per backend: the
 VOC07 and area mAP, seconds per image, and against Caffe how many images keep as many
-detections per class, and the largest box and score difference over every image, each
+detections per class, and the largest box and score difference over those images, each
 Caffe detection paired with the nearest one of the other backend
 (``frcnn.deploy.parity``: a swap of two near-tied scores is no difference).
 """

@@ -38,16 +38,20 @@ def compare_images(reference: Sequence[Sequence[np.ndarray]],
     """Per-image detections (index 0 the background, skipped) of two backends.
 
     Returns {'images', 'images_same_counts' (every class keeps as many detections),
-    'detections' (the reference's), 'max_box_diff', 'max_score_diff'} (the differences over
-    the pairs of every image, see ``paired_differences``).
+    'detections' (the reference's), 'max_box_diff', 'max_score_diff'}: the differences
+    over the images with the same counts (``paired_differences``); an image where a
+    detection has no counterpart (a score at the threshold, an NMS decision at its IoU)
+    counts only in images_same_counts.
     """
     if len(reference) != len(other):
         raise ValueError(f"{len(reference)} images of reference detections but {len(other)}")
     same, count, box, score = 0, 0, 0.0, 0.0
     for a, b in zip(reference, other):
-        same += all(len(x) == len(y) for x, y in zip(a[1:], b[1:]))
+        count += sum(len(x) for x in a[1:])
+        if not all(len(x) == len(y) for x, y in zip(a[1:], b[1:])):
+            continue
+        same += 1
         for x, y in zip(a[1:], b[1:]):
-            count += len(x)
             db, ds = paired_differences(x, y)
             box, score = max(box, db), max(score, ds)
     return {"images": len(reference), "images_same_counts": int(same), "detections": count,

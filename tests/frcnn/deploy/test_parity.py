@@ -31,11 +31,13 @@ def test_each_other_row_is_paired_once():
     assert box == 40.0
 
 
-def test_compare_images_counts_and_skips_the_background():
-    ref = [[_d([0, 0, 1, 1, 1]), _d([0, 0, 10, 10, 0.9])], [_d(), _d([5, 5, 9, 9, 0.8])]]
-    other = [[_d(), _d([0, 0, 10, 10, 0.9])], [_d(), _d()]]
+def test_compare_images_measures_the_images_with_the_same_counts():
+    ref = [[_d([0, 0, 1, 1, 1]), _d([0, 0, 10, 10, 0.9])],
+           [_d(), _d([5, 5, 9, 9, 0.8], [50, 50, 60, 60, 0.1])]]
+    other = [[_d(), _d([0, 0, 10, 11, 0.9])],
+             [_d(), _d([40, 40, 45, 45, 0.3])]]         # image 1: one detection fewer
     r = compare_images(ref, other)
-    assert r == {"images": 2, "images_same_counts": 1, "detections": 2,
-                 "max_box_diff": 0.0, "max_score_diff": 0.0}
+    assert r == {"images": 2, "images_same_counts": 1, "detections": 3,
+                 "max_box_diff": 1.0, "max_score_diff": 0.0}
     with pytest.raises(ValueError, match="2 images of reference detections but 1"):
         compare_images(ref, other[:1])
