@@ -140,15 +140,23 @@ KEYS: tuple[Key, ...] = (
 )
 
 
-def _nest(flat: Iterable[tuple[str, Any]]) -> EasyDict:
+def _nested(flat: Iterable[tuple[str, Any]]) -> dict:
+    """``[('TEST.NMS', 0.4), ...]`` -> ``{'TEST': {'NMS': 0.4}}`` (plain dicts; values
+    copied; a later item replaces an earlier one of the same name)."""
     root: dict = {}
     for name, value in flat:
         node = root
         *parents, leaf = name.split(".")
         for p in parents:
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"config key {name}: {p} is also given a value of its own")
         node[leaf] = copy.deepcopy(value)
-    return EasyDict(root)
+    return root
+
+
+def _nest(flat: Iterable[tuple[str, Any]]) -> EasyDict:
+    return EasyDict(_nested(flat))
 
 
 def default_config() -> EasyDict:
@@ -338,16 +346,13 @@ def pairs_to_dict(pairs: Sequence[str]) -> dict:
     if len(pairs) % 2:
         raise ConfigError(f"expected KEY VALUE pairs, got an odd number of items: "
                           f"{list(pairs)!r}")
-    updates: dict = {}
-    for name, text in zip(pairs[::2], pairs[1::2]):
-        node = updates
-        *parents, leaf = name.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"config key {name}: {p} is also given a value of its own")
-        node[leaf] = _literal(text)
-    return updates
+    return _nested((name, _literal(text)) for name, text in zip(pairs[::2], pairs[1::2]))
+
+
+def overlay(base: Mapping, updates: Mapping) -> dict:
+    """Nested overrides ``updates`` on top of ``base``, key by key (plain dicts; neither
+    argument is changed); not checked against the keys."""
+    return _nested(_flatten(base) + _flatten(updates))
 
 
 def cfg_from_list(pairs: Sequence[str], config: EasyDict | None = None) -> EasyDict:

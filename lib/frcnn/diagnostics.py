@@ -52,7 +52,7 @@ from typing import Sequence
 import numpy as np
 
 from frcnn.boxes import bbox_overlaps
-from frcnn.evaluation import (GroundTruth, RankedDetections, ap_from_ranked, class_ap,
+from frcnn.evaluation import (GroundTruth, RankedDetections, ap_from_outcomes, class_ap,
                               rank_detections, voc_ap, voc_outcomes)
 
 DEFAULT_IOUS = (0.5, 0.7)
@@ -257,11 +257,6 @@ def _ranked(detections: Sequence[np.ndarray], table: GtTable, c: int) -> RankedD
     return r
 
 
-def _ap_from_outcomes(outcome: np.ndarray, npos: int, use_07_metric: bool) -> float:
-    """AP from ranked outcomes (1 tp, 0 fp, -1 neither) as class_ap computes it."""
-    return ap_from_ranked(outcome == 1, outcome == 0, npos, use_07_metric)[0]
-
-
 def class_ground_truth(annotations: Sequence[dict], c: int) -> list[GroundTruth]:
     """Per image, class c's gt boxes and difficult flags (as ``evaluation.evaluate``)."""
     out = []
@@ -301,7 +296,7 @@ def ap_by_size(all_dets: Sequence[Sequence[np.ndarray]], annotations: Sequence[d
             if bucket != "all":            # false positives outside the bucket: ignored
                 outcome[(outcome == 0) & (det_bucket != b - 1)] = -1
             npos = int(np.sum((table.classes == c) & ~ignored))
-            result_ap[bucket][class_names[c]] = _ap_from_outcomes(outcome, npos, use_07_metric)
+            result_ap[bucket][class_names[c]] = ap_from_outcomes(outcome, npos, use_07_metric)[0]
             result_n[bucket][class_names[c]] = npos
     for b in names:
         result_ap[b]["mAP"] = _nan_mean(result_ap[b].values())

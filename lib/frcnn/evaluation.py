@@ -128,7 +128,13 @@ def class_ap(detections: Sequence[np.ndarray], gts: Sequence[GroundTruth],
                                + [np.zeros(0, bool)])
     ranked = rank_detections(detections, gt_image, np.vstack(boxes + [np.zeros((0, 4))]))
     outcome = voc_outcomes(ranked, difficult, iou_thresh)
-    return ap_from_ranked(outcome == 1, outcome == 0, int(np.sum(~difficult)), use_07_metric)
+    return ap_from_outcomes(outcome, int(np.sum(~difficult)), use_07_metric)
+
+
+def ap_from_outcomes(outcome: np.ndarray, npos: int, use_07_metric: bool = False
+                     ) -> tuple[float, np.ndarray, np.ndarray]:
+    """(ap, recall, precision) from ranked ``voc_outcomes`` (1 tp, 0 fp, -1 neither)."""
+    return ap_from_ranked(outcome == 1, outcome == 0, npos, use_07_metric)
 
 
 def ap_from_ranked(tp: np.ndarray, fp: np.ndarray, npos: int, use_07_metric: bool = False

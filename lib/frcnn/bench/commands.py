@@ -59,23 +59,11 @@ class BenchOptions:
 def cfg_overrides(base: dict | None, pairs: Sequence[str]) -> dict | None:
     """``base`` (a nested mapping such as QUICK_CFG) with ``--set`` KEY VALUE pairs on top,
     checked against the config's keys now (a typo fails before minutes of benchmarking)."""
-    import copy
-
     from frcnn import config
 
     given = config.pairs_to_dict(list(pairs))
     config.merge_dict(given, config.default_config())   # raises ConfigError on a bad key
-
-    def merge(into: dict, extra: dict) -> dict:
-        for key, value in extra.items():
-            if isinstance(value, dict) and isinstance(into.get(key), dict):
-                merge(into[key], value)
-            else:
-                into[key] = value
-        return into
-
-    merged = merge(copy.deepcopy(base or {}), given)
-    return merged or None
+    return config.overlay(base or {}, given) or None
 
 
 def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
@@ -188,7 +176,6 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict:
     from frcnn import config
     from frcnn.bench import arithmetic, inference, models, report, training
     from frcnn.bench.nets import import_caffe
-    from frcnn.fileio import write_atomic
     from frcnn.nms import NMSBackendWarning
 
     start = time.time()
