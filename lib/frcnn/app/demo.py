@@ -34,7 +34,7 @@ class DemoRecipe:
     base_lr: float = 0.01         # SGD, momentum 0.9, step x0.1 at 3/4 of the run
     clip_gradients: float = 10.0  # keeps the high rate from diverging early on
     roi_batch: int = 32           # RoIs per image (the OHEM net mines this many instead);
-                                  # 32, not 64: conv1_last on the RoIs is 37% of an
+                                  # 32, not 64: conv1_last on the RoIs is 37% of a 1-thread
                                   # iteration, so the time buys 2600 iterations, not 2400
     scales: tuple[float, ...] = (1.5, 3, 6)
     trunk_dropout: float = 0.0    # no drop9: from scratch on 600 images it underfits with it
