@@ -48,3 +48,19 @@ def test_demo_set_pairs_must_pair(tmp_path):
     with pytest.raises(ValueError, match="KEY VALUE pairs"):
         run_demo(str(tmp_path), iters=1, set_pairs=("TRAIN.FG_FRACTION",))
     assert not (tmp_path / "synth").exists()
+
+
+def test_recipe_roi_batch_reaches_the_sampler_and_set_pairs_override_it():
+    """The recipe's RoIs per image become TRAIN.BATCH_SIZE (plain) or OHEM_BATCH_SIZE
+    (OHEM, whose sampler keeps every RoI); a later --set pair wins, which is how the
+    README's levers were measured."""
+    from frcnn.app.demo import DEMO
+    from frcnn.app.runs import merged_cfg
+
+    plain = merged_cfg(set_pairs=DEMO.cfg(ohem=False))
+    assert plain.TRAIN.BATCH_SIZE == DEMO.roi_batch == plain.TRAIN.OHEM_BATCH_SIZE
+    ohem = merged_cfg(set_pairs=DEMO.cfg(ohem=True))
+    assert ohem.TRAIN.OHEM_BATCH_SIZE == DEMO.roi_batch
+    assert ohem.TRAIN.BATCH_SIZE == merged_cfg().TRAIN.BATCH_SIZE  # not the recipe's
+    lever = merged_cfg(set_pairs=DEMO.cfg(ohem=False) + ("TRAIN.BATCH_SIZE", "48"))
+    assert lever.TRAIN.BATCH_SIZE == 48
