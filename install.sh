@@ -2,7 +2,7 @@
 # Install everything squeezenet-frcnn needs, then run the main job.
 #
 #   ./install.sh            install (idempotent; a second run takes seconds) and run the main
-#                           job (frcnn demo: about 10 minutes on 2 cores)
+#                           job (frcnn demo: 10 to 16 minutes on 2 cores, by the CPU)
 #   ./install.sh --no-job   install only
 #
 # Steps: Debian packages (only those missing), a virtual environment in .venv (or
