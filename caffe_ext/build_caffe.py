@@ -15,8 +15,8 @@ What it does, each step skipped when already done:
    scan, a batched 1x1 convolution path, an optional scikit-image import), write a
    ``Makefile.config`` (CPU only, Python layers, OpenBLAS, ``-march`` from
    ``$FRCNN_CAFFE_ARCH``, default ``native``), precompile the headers every source
-   includes (``precompile_header``: the build takes about 0.6x the time) and run
-   ``make all pycaffe`` (incremental:
+   includes (``precompile_header``) and run ``make pycaffe all`` (pycaffe's source compiles
+   beside the library's; with the precompiled header, about half the time; incremental:
    the build tree is kept, so a changed layer recompiles one file; changed flags or
    headers recompile everything);
 3. stage ``caffe/`` (the Python package with ``_caffe.so``, ``libcaffe.so`` and
@@ -624,7 +624,7 @@ def reset_objects(tree: Path, abi: dict, headers_changed: bool) -> None:
 PCH_HEADER = f"{BUILD_DIR}/pch/frcnn_pch.hpp"
 # Caffe's common headers (boost, glog, protobuf's caffe.pb.h, Blob, Layer): parsing them is
 # about 4.7 of the 6-7 s that g++ -O2 takes on a typical layer; precompiled, a layer
-# compiles in 2-3 s and the whole build in about half the time.
+# compiles in 2-3 s.
 PCH_TEXT = """// Written by squeezenet-frcnn caffe_ext/build_caffe.py: precompiled into
 // frcnn_pch.hpp.gch and included first in every source of the Caffe build.
 #include <algorithm>
@@ -640,14 +640,18 @@ PCH_TEXT = """// Written by squeezenet-frcnn caffe_ext/build_caffe.py: precompil
 """
 
 
-def make_variable(tree: Path, name: str) -> str:
-    """The value of ``name`` as the tree's Makefile computes it (GNU make's --eval)."""
-    proc = subprocess.run(["make", "--no-print-directory", f"--eval=frcnn-print-{name}: ; @echo $({name})",
-                           f"frcnn-print-{name}"], cwd=tree, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise BuildError(f"make cannot print {name} in {tree}: "
+def make_variables(tree: Path, *names: str) -> list[str]:
+    """The values of ``names`` as the tree's Makefile computes them (one make run, with
+    GNU make's --eval)."""
+    values = " ".join(f"'$({name})'" for name in names)
+    proc = subprocess.run(["make", "--no-print-directory",
+                           f"--eval=frcnn-print: ; @printf '%s\\n' {values}",
+                           "frcnn-print"], cwd=tree, capture_output=True, text=True)
+    values = proc.stdout.splitlines()
+    if proc.returncode != 0 or len(values) != len(names):
+        raise BuildError(f"make cannot print {', '.join(names)} in {tree}: "
                          + (proc.stderr.strip().splitlines() or ["no message"])[-1])
-    return proc.stdout.strip()
+    return [value.strip() for value in values]
 
 
 def precompile_header(tree: Path) -> str:
@@ -667,12 +671,13 @@ def precompile_header(tree: Path) -> str:
     if proto.returncode != 0:
         raise BuildError(f"make proto failed in {tree}:\n  "
                          + "\n  ".join(proto.stdout.splitlines()[-10:] + proto.stderr.splitlines()[-10:]))
-    cxxflags = [f for f in make_variable(tree, "CXXFLAGS").split() if f not in ("-MMD", "-MP")]
+    cxx, cxxflags = make_variables(tree, "CXX", "CXXFLAGS")
+    cxxflags = [f for f in cxxflags.split() if f not in ("-MMD", "-MP")]
     header.parent.mkdir(parents=True, exist_ok=True)
     header.write_text(PCH_TEXT)
     tmp = gch.with_name(gch.name + ".tmp")
     start = time.time()
-    proc = subprocess.run([make_variable(tree, "CXX") or "g++", "-x", "c++-header", PCH_HEADER,
+    proc = subprocess.run([cxx or "g++", "-x", "c++-header", PCH_HEADER,
                            *cxxflags, "-o", str(tmp.relative_to(tree))],
                           cwd=tree, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -688,7 +693,8 @@ def precompile_header(tree: Path) -> str:
 
 
 def run_make(tree: Path, jobs: int, pch_flags: str = "") -> None:
-    # one line per compiled source, two per tool (compile, link), proto, libraries, pycaffe
+    # one line per compiled source, two per tool and for pycaffe (compile, link), proto,
+    # libraries
     total = sum(1 for p in (tree / "src/caffe").rglob("*.cpp") if "/test/" not in str(p))
     total += 2 * sum(1 for _ in (tree / "tools").glob("*.cpp")) + 6
     interactive = sys.stdout.isatty()
@@ -730,7 +736,7 @@ def stage(tree: Path, dest: Path, info: dict) -> None:
     init = tmp / "caffe" / "__init__.py"
     init.write_text("from . import _openblas_coretype  # noqa: F401  (before libopenblas "
                     "loads)\n" + init.read_text())
-    release = tree / BUILD_DIR  # the archive's Makefile fixes BUILD_DIR = temp
+    release = tree / BUILD_DIR
     shutil.copy2(release / "lib" / LIBCAFFE, tmp / "caffe" / LIBCAFFE)
     shutil.copy2(release / "tools" / "caffe.bin", tmp / "caffe" / "caffe.bin")
     (tmp / "caffe" / BUILD_INFO).write_text(json.dumps(info, indent=1) + "\n")
