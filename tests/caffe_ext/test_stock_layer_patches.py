@@ -1,5 +1,5 @@
 """Caffe's own layers that the build speeds up (max pooling's scan, batched 1x1
-convolution), in a real caffe.Net against independent numpy references."""
+convolution, ReLU's backward), in a real caffe.Net against independent numpy references."""
 from __future__ import annotations
 
 import itertools
@@ -146,3 +146,105 @@ def test_conv1x1_forward_and_backward_match_reference(make_net, n, c, hw, m, gro
     ws = weight.reshape(groups, m // groups, k).astype(np.float64)
     dx = np.einsum("gmc,ngms->ngcs", ws, dys).reshape(x.shape)
     np.testing.assert_allclose(net.blobs["x"].diff, dx, rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------
+# ReLU's backward (a select instead of bool-to-float arithmetic)
+
+RELU_NET = """
+force_backward: true
+layer {{ name: "x" type: "Input" top: "x" input_param {{ shape {{ dim: 1 dim: 1 dim: {n} }} }} }}
+layer {{ name: "relu" type: "ReLU" bottom: "x" top: "y" relu_param {{ negative_slope: {slope} }} }}
+"""
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.25])
+def test_relu_backward_is_bvlc_caffes_factor_bit_for_bit(make_net, slope):
+    """d_bottom = d_top * ((x > 0) + slope * (x <= 0)), NaN, -0, inf and a length that is
+    not a multiple of the vector width included (the vectorised loop's tail)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=1003).astype(np.float32)
+    x[:6] = [np.nan, -0.0, 0.0, np.inf, -np.inf, 1e-40]
+    top_diff = rng.normal(size=x.size).astype(np.float32)
+    top_diff[6:9] = [np.inf, np.nan, -0.0]
+    net = make_net(RELU_NET.format(n=x.size, slope=slope))
+    net.blobs["x"].data[...] = x
+    net.forward()
+    net.blobs["y"].diff[...] = top_diff
+    net.backward()
+    s32 = np.float32(slope)
+    with np.errstate(invalid="ignore"):
+        factor = (x > 0).astype(np.float32) + s32 * (x <= 0).astype(np.float32)
+        expected = top_diff * factor
+    got = net.blobs["x"].diff.ravel()
+    assert got.tobytes() == expected.astype(np.float32).tobytes()
+
+
+# ---------------------------------------------------------------------------------------
+# MVN (direct row loops instead of GEMV/GEMM broadcasts)
+
+MVN_NET = """
+force_backward: true
+layer {{ name: "x" type: "Input" top: "x" input_param {{ shape {{ dim: 2 dim: 3 dim: 5 dim: 7 }} }} }}
+layer {{ name: "mvn" type: "MVN" bottom: "x" top: "{top}"
+  mvn_param {{ normalize_variance: {var} across_channels: {across} eps: 1e-5 }} }}
+"""
+
+
+def mvn_reference(x: np.ndarray, dy: np.ndarray, variance: bool, across: bool):
+    """BVLC Caffe's MVN in float64: y = (x - mean) / (sqrt(E((x - mean)^2)) + eps) and its
+    gradient, per (n, c) row over H x W, or per n across C x H x W."""
+    shape = x.shape
+    rows = shape[0] if across else shape[0] * shape[1]
+    x, dy = x.reshape(rows, -1).astype(np.float64), dy.reshape(rows, -1).astype(np.float64)
+    t = x - x.mean(axis=1, keepdims=True)
+    if not variance:
+        return t.reshape(shape), (dy - dy.mean(axis=1, keepdims=True)).reshape(shape)
+    sigma = np.sqrt((t ** 2).mean(axis=1, keepdims=True)) + 1e-5
+    y = t / sigma
+    dim = x.shape[1]
+    dx = (dy - (dy.sum(axis=1, keepdims=True) + y * (y * dy).sum(axis=1, keepdims=True)) / dim
+          ) / sigma
+    return y.reshape(shape), dx.reshape(shape)
+
+
+@pytest.mark.parametrize("variance,across", [(True, False), (True, True), (False, False)])
+@pytest.mark.parametrize("in_place", [False, True])
+def test_mvn_matches_caffes_arithmetic_in_place_too(make_net, variance, across, in_place):
+    rng = np.random.default_rng(1)
+    x = (rng.normal(size=(2, 3, 5, 7)) * 4 + 3).astype(np.float32)
+    x[1, 2] = 0.5                                   # a constant row: sigma is eps
+    dy = rng.normal(size=x.shape).astype(np.float32)
+    net = make_net(MVN_NET.format(top="x" if in_place else "y", var=str(variance).lower(),
+                                  across=str(across).lower()))
+    top = "x" if in_place else "y"
+    net.blobs["x"].data[...] = x
+    net.forward()
+    y_ref, dx_ref = mvn_reference(x, dy, variance, across)
+    np.testing.assert_allclose(net.blobs[top].data, y_ref, rtol=1e-5, atol=1e-5)
+    net.blobs[top].diff[...] = dy
+    net.backward()
+    np.testing.assert_allclose(net.blobs["x"].diff, dx_ref, rtol=1e-4, atol=1e-4)
+
+
+def test_mvn_gradient_matches_finite_differences(make_net):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2, 3, 5, 7)).astype(np.float32)
+    w = rng.normal(size=x.shape)
+    net = make_net(MVN_NET.format(top="y", var="true", across="false"))
+
+    def loss(v):
+        net.blobs["x"].data[...] = v
+        net.forward()
+        return float((net.blobs["y"].data * w).sum())
+
+    loss(x)
+    net.blobs["y"].diff[...] = w
+    net.backward()
+    grad = net.blobs["x"].diff.copy()
+    for idx in [(0, 0, 0, 0), (1, 2, 4, 6), (0, 1, 2, 3), (1, 0, 3, 1)]:
+        h = 1e-2
+        up, down = x.copy(), x.copy()
+        up[idx] += h
+        down[idx] -= h
+        assert grad[idx] == pytest.approx((loss(up) - loss(down)) / (2 * h), rel=2e-2, abs=2e-3)

@@ -69,6 +69,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("--trunk-dropout", type=float, metavar="RATIO",
                    help="dropout on the backbone's output (SqueezeNet drop9; default its 0.5; "
                         "0 leaves it out)")
+    p.add_argument("--solver-type", metavar="TYPE",
+                   help="Caffe's solver: SGD (default), Nesterov, AdaGrad, RMSProp, "
+                        "AdaDelta, Adam (base_lr then is Adam's step, e.g. 0.001)")
+    p.add_argument("--trunk-filler", choices=("xavier", "msra"),
+                   help="weight filler of the backbone's convolutions (default xavier; msra "
+                        "keeps the signal's scale through ReLUs when training from scratch)")
+    p.add_argument("--trunk-norm", choices=("none", "squeeze", "all"),
+                   help="instance normalisation (MVN + Scale) in the SqueezeNet trunk: "
+                        "after conv1 and each squeeze1x1 (squeeze) or every convolution "
+                        "(all); default none")
     p.add_argument("--ratios", type=_floats)
     p.add_argument("--scales", type=_floats)
     p.add_argument("--snapshot-iters", type=int)
@@ -157,6 +167,9 @@ def register(subparsers: Any) -> None:
                         "TRAIN.USE_EMPTY_IMAGES True")
     p.add_argument("--scales", type=_floats,
                    help="anchor scales instead of the recipe's (x16 px), e.g. 2,4,8")
+    p.add_argument("--recipe", nargs="+", default=[], metavar="FIELD=VALUE",
+                   help="change the recipe (frcnn.app.demo.DemoRecipe), e.g. --recipe "
+                        "iters=2000 trunk_filler=msra roi_batch=32")
     p.set_defaults(func=_cmd_demo)
 
 
@@ -211,8 +224,10 @@ def _train(args: argparse.Namespace) -> None:
         out=args.out,
         weights=args.weights, resume=args.resume, cfg_file=args.cfg_file,
         set_pairs=_set_pairs(args), base_lr=args.base_lr, stepsize=args.stepsize,
-        iter_size=args.iter_size, clip_gradients=args.clip_gradients, ratios=args.ratios,
-        scales=args.scales, trunk_dropout=args.trunk_dropout,
+        iter_size=args.iter_size, clip_gradients=args.clip_gradients,
+        solver_type=args.solver_type, ratios=args.ratios,
+        scales=args.scales, trunk_dropout=args.trunk_dropout, trunk_filler=args.trunk_filler,
+        trunk_norm=args.trunk_norm,
         snapshot_iters=args.snapshot_iters, display=args.display, force=args.force,
         skip_bad=args.skip_bad))
 
@@ -262,9 +277,9 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from frcnn.app.demo import run_demo
+    from frcnn.app.demo import DEMO, run_demo
 
     run_demo(args.out, iters=args.iters, ohem=args.ohem, force=args.force,
              num_train=args.num_train, num_test=args.num_test, seed=args.seed,
-             set_pairs=_set_pairs(args), scales=args.scales)
+             set_pairs=_set_pairs(args), scales=args.scales, recipe=DEMO.replace(args.recipe))
     return 0

@@ -21,6 +21,9 @@ from frcnn.app.runs import (install_cfg, merged_cfg, prepare_out_dir, train_and_
 
 
 DEFAULT_NET = "squeezenet/faster_rcnn_end2end"
+# Caffe's solvers (SolverParameter.type); Adam and RMSProp read momentum (beta1) and
+# momentum2 / rms_decay from the solver file
+SOLVER_TYPES = ("SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam")
 
 
 @dataclass
@@ -41,9 +44,12 @@ class TrainRequest:
     stepsize: int | None = None                # default: 3/4 of iters
     iter_size: int | None = None
     clip_gradients: float | None = None        # solver clip_gradients (L2 norm cap)
+    solver_type: str | None = None             # Caffe's solver type (SOLVER_TYPES); None: SGD
     ratios: Sequence[float] | None = None
     scales: Sequence[float] | None = None
     trunk_dropout: float | None = None         # None: the backbone's own (drop9 0.5)
+    trunk_filler: str | None = None            # None: the backbone's own ("xavier")
+    trunk_norm: str | None = None              # None: the backbone's own ("none")
     snapshot_iters: int | None = None          # default: cfg TRAIN.SNAPSHOT_ITERS
     display: int = 20
     force: bool = False
@@ -72,6 +78,9 @@ def run_train(req: TrainRequest) -> str:
         return run_solver_train(req)
     if req.iters is None or req.iters < 1:
         raise ValueError(f"--iters must be >= 1, got {req.iters}")
+    if req.solver_type and req.solver_type not in SOLVER_TYPES:
+        raise ValueError(f"--solver-type must be one of {SOLVER_TYPES}, got "
+                         f"{req.solver_type!r}")
     if req.proposals:
         raise ValueError("--proposals is for Fast R-CNN train nets (a RoIDataLayer with six "
                          "tops) given with --solver; the generated variants are end to end")
@@ -82,7 +91,8 @@ def run_train(req: TrainRequest) -> str:
     changes = {"num_classes": dataset.num_classes, "max_iter": req.iters,
                "stepsize": req.stepsize or max(1, int(req.iters * 0.75)),
                "display": req.display}
-    for key in ("base_lr", "iter_size", "ratios", "scales", "trunk_dropout"):
+    for key in ("base_lr", "iter_size", "ratios", "scales", "trunk_dropout", "trunk_filler",
+                "trunk_norm"):
         value = getattr(req, key)
         if value is not None:
             changes[key] = tuple(value) if key in ("ratios", "scales") else value
@@ -128,6 +138,8 @@ def run_train(req: TrainRequest) -> str:
     overrides: dict = {"snapshot_prefix": str(out / "state" / variant.snapshot_prefix)}
     if req.clip_gradients:
         overrides["clip_gradients"] = float(req.clip_gradients)
+    if req.solver_type:
+        overrides["type"] = req.solver_type
     write_solver(options.solver, options.solver, overrides)
     model = train_and_record(options, roidb, out, info)
     return model

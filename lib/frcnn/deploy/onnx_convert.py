@@ -26,6 +26,9 @@ Notes on the mappings that are not one-to-one:
 - BatchNorm divides the stored mean and variance by the moving-average factor s (uses 0
   when s is 0, as Caffe does); ``use_global_stats: false`` (batch statistics at test) is
   refused.
+- MVN divides by ``sqrt(var) + eps``, where ONNX's InstanceNormalization takes
+  ``sqrt(var + eps)`` (they part on near-constant channels), so it is built from
+  ReduceMean, Sub, Mul, Sqrt, Add and Div.
 """
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ MIN_OPSET = 13  # Softmax with Caffe's single-axis semantics
 
 SUPPORTED_TYPES = (
     "BatchNorm", "Concat", "Convolution", "Dropout", "Eltwise", "Flatten", "InnerProduct",
-    "Input", "LRN", "Pooling", "Power", "ReLU", "ROIPooling", "Reshape", "Scale",
+    "Input", "LRN", "MVN", "Pooling", "Power", "ReLU", "ROIPooling", "Reshape", "Scale",
     "Sigmoid", "Silence", "Softmax", "Split", "TanH",
 )
 
@@ -125,8 +128,10 @@ class _Builder:
     blob's own shape), reshaped when the blob is next read.
     """
 
-    def __init__(self, weights: dict[str, list[np.ndarray]], reserved: set[str]) -> None:
+    def __init__(self, weights: dict[str, list[np.ndarray]], reserved: set[str],
+                 opset: int = 17) -> None:
         self.weights = weights
+        self.opset = opset
         self.nodes: list[onnx.NodeProto] = []
         self.model = onnx.ModelProto()  # initializers go straight into its graph (no copies)
         self.used: set[str] = set(reserved)
@@ -628,6 +633,38 @@ def _batch_norm(b: _Builder, layer) -> None:
                                  out=layer.top[0], rank=b.rank[x], epsilon=float(p.eps)))
 
 
+def _mvn(b: _Builder, layer) -> None:
+    """(N, C, ...) -> same: x - E(x), divided by sqrt(E((x - E(x))^2)) + eps when
+    normalize_variance, the expectations over each (n, c)'s spatial axes, or over each n's
+    C x ... when across_channels."""
+    _arity(layer, 1, 1)
+    p = layer.mvn_param
+    x = b.read(layer)
+    r = b.rank_of(layer, x)
+    first = 1 if p.across_channels else 2
+    if r <= first:
+        raise _unsupported(layer, f"a {r}-D input has no axes to normalise over")
+    axes = list(range(first, r))
+
+    def mean(v: str, tag: str) -> str:
+        if b.opset >= 18:  # axes became an input
+            return b.node("ReduceMean", [v, b.const(f"{layer.name}/axes", np.array(axes))],
+                          f"{layer.name}/{tag}", rank=r, keepdims=1)
+        return b.node("ReduceMean", [v], f"{layer.name}/{tag}", rank=r, axes=axes,
+                      keepdims=1)
+
+    last = not p.normalize_variance
+    t = b.node("Sub", [x, mean(x, "mean")], layer.name if last else f"{layer.name}/centred",
+               out=layer.top[0] if last else None, rank=r)
+    if not last:
+        var = mean(b.node("Mul", [t, t], f"{layer.name}/square", rank=r), "variance")
+        sigma = b.node("Add", [b.node("Sqrt", [var], f"{layer.name}/sd", rank=r),
+                               b.scalar(f"{layer.name}/eps", p.eps)], f"{layer.name}/sigma",
+                       rank=r)
+        t = b.node("Div", [t, sigma], layer.name, out=layer.top[0], rank=r)
+    b.write(layer.top[0], t)
+
+
 def _scale(b: _Builder, layer) -> None:
     """x * gamma (+ beta), gamma of shape x.shape[axis:axis + num_axes] broadcast; gamma is
     the second bottom when there are two."""
@@ -712,6 +749,7 @@ _CONVERTERS: dict[str, Callable[[_Builder, object], None]] = {
     "Flatten": _flatten,
     "InnerProduct": _inner_product,
     "LRN": _lrn,
+    "MVN": _mvn,
     "Pooling": _pooling,
     "Power": _power,
     "ReLU": _relu,
@@ -781,7 +819,7 @@ def convert(layers: Sequence[LayerParameter], weights: dict[str, list[np.ndarray
         raise ValueError("no outputs requested")
     if len(set(outputs)) != len(outputs):
         raise ValueError(f"outputs {list(outputs)} name a blob twice")
-    b = _Builder(weights, set(inputs) | set(outputs))
+    b = _Builder(weights, set(inputs) | set(outputs), opset=opset)
     for blob, shape in inputs.items():
         b.blobs[blob] = blob
         b.rank[blob] = len(shape)

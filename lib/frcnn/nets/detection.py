@@ -135,7 +135,8 @@ def build_train(variant: Variant) -> Any:
     data, im_info, gt_boxes = b.add(
         "Python", "input-data", tops=["data", "im_info", "gt_boxes"],
         python_param=_python(DATA_LAYER, data_param_str(variant)))
-    features = backbone(variant).trunk(b, data, train=True, dropout=variant.trunk_dropout)
+    features = backbone(variant).trunk(b, data, train=True, dropout=variant.trunk_dropout,
+                                       filler=variant.trunk_filler, norm=variant.trunk_norm)
     score, deltas, score_reshape = _rpn(b, features, variant, train=True)
     labels, targets, inside, outside = b.add(
         "Python", "rpn-data", [score, gt_boxes, im_info, data],
@@ -174,7 +175,7 @@ def build_test(variant: Variant) -> Any:
     data = b.add("Input", "data", input_param={"shape": {"dim": [1, 3, variant.scale,
                                                                  variant.max_size]}})
     im_info = b.add("Input", "im_info", input_param={"shape": {"dim": [1, 3]}})
-    features = backbone(variant).trunk(b, data, train=False)
+    features = backbone(variant).trunk(b, data, train=False, norm=variant.trunk_norm)
     _, deltas, score_reshape = _rpn(b, features, variant, train=False)
     rois = _proposals(b, variant, deltas, score_reshape, im_info, top="rois")
     cls_score, _ = _roi_head(b, variant, features, rois, train=False)

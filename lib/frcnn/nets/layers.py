@@ -21,6 +21,8 @@ def constant(value: float = 0.0) -> dict:
 
 
 XAVIER = {"type": "xavier"}
+MSRA = {"type": "msra"}
+FILLERS = {"xavier": XAVIER, "msra": MSRA}
 
 
 def lr_params(shared: str | None = None, lr: tuple[float, float] = (1.0, 2.0)) -> list[dict]:

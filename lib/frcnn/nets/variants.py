@@ -28,6 +28,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 BACKBONES = ("squeezenet", "zf")
+# weight fillers of the trunk's convolutions in train nets: "xavier" (Caffe's, variance
+# 1 / fan_in: DeepScale's SqueezeNet and our ZF) or "msra" (He et al., variance 2 / fan_in:
+# keeps the signal's scale through ReLUs, for training from scratch)
+TRUNK_FILLERS = ("xavier", "msra")
+# instance normalisation (MVN + Scale) in the SqueezeNet trunk (squeezenet.NORMS): none
+# (DeepScale's v1.1), after conv1 and each squeeze1x1, or after every convolution
+TRUNK_NORMS = ("none", "squeeze", "all")
 
 DEFAULT_RATIOS = (0.5, 1, 2)
 DEFAULT_SCALES = (8, 16, 32)
@@ -72,6 +79,8 @@ class Variant:
     # v1.1's drop9, 0.5, as the seed's net; ZF none: its drop6/drop7 sit in the head);
     # 0 leaves the layer out (the demo's recipe: training from scratch underfits with it)
     trunk_dropout: float | None = None
+    trunk_filler: str = "xavier"
+    trunk_norm: str = "none"
     # OHEM cfg (written to the cfg file of OHEM variants; config.py's defaults)
     ohem_batch_size: int = 128
     ohem_use_nms: bool = True
@@ -99,6 +108,15 @@ class Variant:
                 problems.append(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.trunk_dropout is not None and not 0 <= self.trunk_dropout < 1:
             problems.append(f"trunk_dropout must be in [0, 1), got {self.trunk_dropout}")
+        if self.trunk_filler not in TRUNK_FILLERS:
+            problems.append(f"trunk_filler must be one of {TRUNK_FILLERS}, got "
+                            f"{self.trunk_filler!r}")
+        if self.trunk_norm not in TRUNK_NORMS:
+            problems.append(f"trunk_norm must be one of {TRUNK_NORMS}, got "
+                            f"{self.trunk_norm!r}")
+        elif self.trunk_norm != "none" and self.backbone != "squeezenet":
+            problems.append(f"trunk_norm {self.trunk_norm!r} is for the squeezenet trunk, "
+                            f"not {self.backbone}")
         if self.base_lr <= 0:
             problems.append(f"base_lr must be > 0, got {self.base_lr}")
         reserved = {"num_classes"}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from frcnn.nets.layers import XAVIER, NetBuilder, gaussian, lr_params
+from frcnn.nets.layers import FILLERS, NetBuilder, gaussian, lr_params
 
 FEATURE_BLOB = "conv5"
 FEATURE_STRIDE = 16
@@ -36,17 +36,22 @@ CONVS = (
 )
 
 
-def trunk(b: NetBuilder, data: Any, train: bool, dropout: float | None = None) -> Any:
+def trunk(b: NetBuilder, data: Any, train: bool, dropout: float | None = None,
+          filler: str = "xavier", norm: str = "none") -> Any:
     """conv1 .. conv5 with ReLUs, LRNs and pools; returns conv5 (stride 16).  ``dropout``
-    > 0 adds ``drop5`` on conv5 in train nets (py-faster-rcnn's ZF has none there)."""
+    > 0 adds ``drop5`` on conv5 in train nets (py-faster-rcnn's ZF has none there);
+    ``filler`` ("xavier" or "msra") initialises the convolutions of train nets."""
     from caffe import params as P
 
+    if norm != "none":
+        raise ValueError(f"the ZF trunk has no normalisation option (norm {norm!r}); it has "
+                         f"LRN")
     x = data
     for i, (name, num_output, kernel, pad, stride, lrn_pool) in enumerate(CONVS, 1):
         kw: dict[str, Any] = {"num_output": num_output, "kernel_size": kernel, "pad": pad,
                               "stride": stride}
         if train:
-            kw["weight_filler"] = XAVIER
+            kw["weight_filler"] = FILLERS[filler]
             x = b.add("Convolution", name, [x], param=lr_params(), convolution_param=kw)
         else:
             x = b.add("Convolution", name, [x], convolution_param=kw)

@@ -175,6 +175,30 @@ def test_diverging_loss_stops_training_naming_the_loss(tiny_data, tmp_path):
                                snapshot_iters=0, display=1))
 
 
+def test_solver_type_reaches_the_solver_and_a_bad_one_is_refused(tiny_data, tmp_path):
+    from google.protobuf import text_format
+
+    from caffe.proto import caffe_pb2
+
+    with pytest.raises(ValueError, match="--solver-type must be one of"):
+        run_train(TrainRequest(net="squeezenet/faster_rcnn_end2end", dataset="synth_train",
+                               root=str(tiny_data), iters=1, out=str(tmp_path / "bad"),
+                               solver_type="adam", force=True))
+    assert not (tmp_path / "bad").exists()
+    out = tmp_path / "adam"
+    run_train(TrainRequest(net="squeezenet/faster_rcnn_end2end", dataset="synth_train",
+                           root=str(tiny_data), iters=2, out=str(out), set_pairs=SMALL,
+                           base_lr=0.001, solver_type="Adam", iter_size=1, snapshot_iters=0,
+                           display=1, force=True))
+    solvers = [f for f in out.rglob("*solver*.prototxt")]
+    types = set()
+    for f in solvers:
+        solver = caffe_pb2.SolverParameter()
+        text_format.Merge(f.read_text(), solver)
+        types.add(solver.type)
+    assert "Adam" in types
+
+
 def test_cli_help_lists_the_commands():
     proc = subprocess.run([sys.executable, "-m", "frcnn.cli", "--help"], capture_output=True,
                           text=True)

@@ -180,6 +180,16 @@ layer { name: "bn2" type: "BatchNorm" bottom: "data" top: "bn2"
 layer { name: "sc2" type: "Scale" bottom: "bn2" top: "out" }
 """
 
+# the demo trunk's instance norm (MVN with its own top, Scale in place on it), MVN across
+# channels, and MVN without the variance; channel 0 of the input is made constant below
+MVN = """
+layer { name: "mvn" type: "MVN" bottom: "data" top: "mvn" mvn_param { eps: 1e-05 } }
+layer { name: "sc" type: "Scale" bottom: "mvn" top: "mvn" scale_param { bias_term: true } }
+layer { name: "mvn2" type: "MVN" bottom: "mvn" top: "mvn2"
+  mvn_param { across_channels: true eps: 0.001 } }
+layer { name: "mvn3" type: "MVN" bottom: "data" top: "out" mvn_param { normalize_variance: false } }
+"""
+
 FLATTEN_IP = """
 layer { name: "f" type: "Flatten" bottom: "data" top: "f" }
 layer { name: "ip1" type: "InnerProduct" bottom: "data" top: "ip1"
@@ -235,6 +245,7 @@ layer { name: "g2" type: "Pooling" bottom: "data" top: "out2"
     ("concat_split", CONCAT_SPLIT, 3, [(5, 6)], ["out", "cat2", "s1", "s2"]),
     ("lrn", LRN, 6, [(9, 11), (8, 8)], ["out"]),
     ("batchnorm_scale", BATCHNORM, 5, [(6, 7)], ["out"]),
+    ("mvn_scale", MVN, 5, [(6, 7), (3, 2)], ["mvn", "mvn2", "out"]),
     ("flatten_innerproduct", FLATTEN_IP, 4, [(3, 5)], ["out", "f", "ip2", "ip3s"]),
     ("shared_memory", SHARED_MEMORY, 4, [(5, 6), (3, 4)],
      ["before", "after", "f", "c", "r", "r1", "r2"]),
@@ -254,6 +265,7 @@ def test_layer_family_matches_caffe(caffe, tmp_path, body, channels, sizes, outp
     assert [o.name for o in model.graph.output] == outputs
     for h, w in sizes:
         x = rng.standard_normal((1, channels, h, w)).astype(np.float32)
+        x[:, 0] = 0.25          # a constant channel (MVN: sigma is eps alone)
         want = _caffe_forward(net, {"data": x}, outputs)
         got = _onnx_forward(session, {"data": x}, outputs)
         for o in outputs:

@@ -116,6 +116,65 @@ def test_trunk_dropout_follows_the_variant():
         sq.replace(trunk_dropout=1.0)
 
 
+def test_trunk_filler_follows_the_variant():
+    """msra replaces xavier on every trunk convolution of the train net; the RPN and head
+    keep their gaussians and the test net's trunk has no fillers."""
+    def fillers(variant, net_file="train.prototxt"):
+        net = parse_net(generate.render(variant, "x")[net_file])
+        return {lay.name: lay.convolution_param.weight_filler.type
+                for lay in net.layer if lay.type == "Convolution"
+                and lay.convolution_param.HasField("weight_filler")}
+
+    sq = PRESETS["squeezenet/faster_rcnn_end2end"]
+    xavier, msra = fillers(sq), fillers(sq.replace(trunk_filler="msra"))
+    trunk = {name for name in xavier if name == "conv1" or name.startswith("fire")}
+    assert len(trunk) == 1 + 3 * len(squeezenet.FIRES)
+    assert {xavier[name] for name in trunk} == {"xavier"}
+    assert {msra[name] for name in trunk} == {"msra"}
+    assert {n: f for n, f in msra.items() if n not in trunk} == {
+        n: f for n, f in xavier.items() if n not in trunk} != {}
+    test_net = fillers(sq.replace(trunk_filler="msra"), "test.prototxt")
+    assert not trunk & set(test_net) and set(test_net.values()) == {"gaussian"}
+    zf = fillers(PRESETS["zf/faster_rcnn_end2end"].replace(trunk_filler="msra"))
+    assert [zf[f"conv{i}"] for i in range(1, 6)] == ["msra"] * 5
+    with pytest.raises(ValueError, match="trunk_filler must be one of"):
+        sq.replace(trunk_filler="kaiming")
+
+
+@pytest.mark.parametrize("norm,normed", [
+    ("squeeze", lambda conv: conv == "conv1" or conv.endswith("/squeeze1x1")),
+    ("all", lambda conv: True)])
+def test_trunk_norm_puts_mvn_and_scale_after_the_chosen_convolutions(norm, normed):
+    """MVN (per image and channel, variance too) then Scale with a bias, in place on the
+    convolution's top, the same in the train and the test net (no phase-dependent
+    statistics)."""
+    sq = PRESETS["squeezenet/faster_rcnn_end2end"].replace(trunk_norm=norm)
+    for net_file in ("train.prototxt", "test.prototxt"):
+        net = parse_net(generate.render(sq, "x")[net_file])
+        names = [lay.name for lay in net.layer]
+        trunk = [n for n in names if (n == "conv1" or n.startswith("fire"))
+                 and layer(net, n).type == "Convolution"]
+        assert len(trunk) == 1 + 3 * len(squeezenet.FIRES)
+        for conv in trunk:
+            if not normed(conv):
+                assert f"{conv}/mvn" not in names
+                continue
+            i = names.index(conv)
+            mvn, scale = layer(net, f"{conv}/mvn"), layer(net, f"{conv}/scale")
+            assert names[i + 1:i + 3] == [mvn.name, scale.name]
+            assert list(mvn.bottom) == [conv]      # MVN has its own top (not in place)
+            assert list(mvn.top) == list(scale.bottom) == list(scale.top) == [mvn.name]
+            assert mvn.mvn_param.normalize_variance and not mvn.mvn_param.across_channels
+            assert scale.scale_param.bias_term
+    plain = parse_net(generate.render(PRESETS["squeezenet/faster_rcnn_end2end"], "x")[
+        "train.prototxt"])
+    assert not [lay for lay in plain.layer if lay.type in ("MVN", "Scale")]
+    with pytest.raises(ValueError, match="trunk_norm must be one of"):
+        sq.replace(trunk_norm="group")
+    with pytest.raises(ValueError, match="for the squeezenet trunk, not zf"):
+        PRESETS["zf/faster_rcnn_end2end"].replace(trunk_norm="all")
+
+
 def test_zf_has_py_faster_rcnn_names(rendered):
     net = parse_net(rendered["zf/faster_rcnn_end2end"]["train.prototxt"])
     names = [lay.name for lay in net.layer]
