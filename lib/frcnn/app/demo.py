@@ -31,7 +31,7 @@ from frcnn.diagnostics import error_summary
 @dataclass(frozen=True)
 class DemoRecipe:
     """Training from scratch in a few minutes; measured choices are in the README."""
-    iters: int = 1500             # what 15 min of ./install.sh (Caffe build included) hold on
+    iters: int = 1200             # what 15 min of ./install.sh (Caffe build included) hold on
                                   # 2 cores; the normalised trunk needs no longer (README)
     base_lr: float = 0.01         # SGD, momentum 0.9, step x0.1 at 3/4 of the run
     solver_type: str = "SGD"      # Caffe's solver (frcnn train --solver-type)
