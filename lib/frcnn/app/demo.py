@@ -1,7 +1,7 @@
 """``frcnn demo``: the main job on the built-in synthetic dataset.
 
 generate the dataset -> train SqueezeNet Faster R-CNN -> evaluate on the test split (VOC07
-and area mAP) -> draw detections on a few test images.  Sized to finish in well under 15
+and area mAP) -> draw detections on a few test images.  Sized to finish in about 15
 minutes on 2 CPU cores (see DEMO below); every stage prints progress.
 
 The demo differs from the committed nets only where the small synthetic images ask for it:
