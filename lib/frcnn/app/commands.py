@@ -35,6 +35,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: Any) -> None:
+    from frcnn.nets import variants
+
     p = subparsers.add_parser("train", help="train a Faster R-CNN net on a dataset")
     net = p.add_mutually_exclusive_group()
     net.add_argument("--net", help="variant (see `frcnn prototxt --list`; default "
@@ -69,13 +71,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--trunk-dropout", type=float, metavar="RATIO",
                    help="dropout on the backbone's output (SqueezeNet drop9; default its 0.5; "
                         "0 leaves it out)")
-    p.add_argument("--solver-type", metavar="TYPE",
-                   help="Caffe's solver: SGD (default), Nesterov, AdaGrad, RMSProp, "
-                        "AdaDelta, Adam (base_lr then is Adam's step, e.g. 0.001)")
-    p.add_argument("--trunk-filler", choices=("xavier", "msra"),
+    p.add_argument("--solver-type", choices=variants.SOLVER_TYPES,
+                   help="Caffe's solver (default SGD; with Adam base_lr is its step, e.g. "
+                        "0.001)")
+    p.add_argument("--trunk-filler", choices=variants.TRUNK_FILLERS,
                    help="weight filler of the backbone's convolutions (default xavier; msra "
                         "keeps the signal's scale through ReLUs when training from scratch)")
-    p.add_argument("--trunk-norm", choices=("none", "squeeze", "all"),
+    p.add_argument("--trunk-norm", choices=variants.TRUNK_NORMS,
                    help="instance normalisation (MVN + Scale) in the SqueezeNet trunk: "
                         "after conv1 and each squeeze1x1 (squeeze) or every convolution "
                         "(all); default none")

@@ -21,9 +21,6 @@ from frcnn.app.runs import (install_cfg, merged_cfg, prepare_out_dir, train_and_
 
 
 DEFAULT_NET = "squeezenet/faster_rcnn_end2end"
-# Caffe's solvers (SolverParameter.type); Adam and RMSProp read momentum (beta1) and
-# momentum2 / rms_decay from the solver file
-SOLVER_TYPES = ("SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam")
 
 
 @dataclass
@@ -44,7 +41,7 @@ class TrainRequest:
     stepsize: int | None = None                # default: 3/4 of iters
     iter_size: int | None = None
     clip_gradients: float | None = None        # solver clip_gradients (L2 norm cap)
-    solver_type: str | None = None             # Caffe's solver type (SOLVER_TYPES); None: SGD
+    solver_type: str | None = None             # variants.SOLVER_TYPES; None: SGD
     ratios: Sequence[float] | None = None
     scales: Sequence[float] | None = None
     trunk_dropout: float | None = None         # None: the backbone's own (drop9 0.5)
@@ -78,8 +75,8 @@ def run_train(req: TrainRequest) -> str:
         return run_solver_train(req)
     if req.iters is None or req.iters < 1:
         raise ValueError(f"--iters must be >= 1, got {req.iters}")
-    if req.solver_type and req.solver_type not in SOLVER_TYPES:
-        raise ValueError(f"--solver-type must be one of {SOLVER_TYPES}, got "
+    if req.solver_type and req.solver_type not in variants.SOLVER_TYPES:
+        raise ValueError(f"--solver-type must be one of {variants.SOLVER_TYPES}, got "
                          f"{req.solver_type!r}")
     if req.proposals:
         raise ValueError("--proposals is for Fast R-CNN train nets (a RoIDataLayer with six "

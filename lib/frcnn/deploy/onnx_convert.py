@@ -645,13 +645,13 @@ def _mvn(b: _Builder, layer) -> None:
     if r <= first:
         raise _unsupported(layer, f"a {r}-D input has no axes to normalise over")
     axes = list(range(first, r))
+    # opset 18 made ReduceMean's axes an input (one initializer for both means)
+    axes_input = [b.const(f"{layer.name}/axes", np.array(axes))] if b.opset >= 18 else []
+    axes_attr = {} if axes_input else {"axes": axes}
 
     def mean(v: str, tag: str) -> str:
-        if b.opset >= 18:  # axes became an input
-            return b.node("ReduceMean", [v, b.const(f"{layer.name}/axes", np.array(axes))],
-                          f"{layer.name}/{tag}", rank=r, keepdims=1)
-        return b.node("ReduceMean", [v], f"{layer.name}/{tag}", rank=r, axes=axes,
-                      keepdims=1)
+        return b.node("ReduceMean", [v] + axes_input, f"{layer.name}/{tag}", rank=r,
+                      keepdims=1, **axes_attr)
 
     last = not p.normalize_variance
     t = b.node("Sub", [x, mean(x, "mean")], layer.name if last else f"{layer.name}/centred",

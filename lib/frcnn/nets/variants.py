@@ -27,14 +27,20 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from frcnn.nets.layers import FILLERS
+from frcnn.nets.squeezenet import NORMS
+
 BACKBONES = ("squeezenet", "zf")
 # weight fillers of the trunk's convolutions in train nets: "xavier" (Caffe's, variance
 # 1 / fan_in: DeepScale's SqueezeNet and our ZF) or "msra" (He et al., variance 2 / fan_in:
 # keeps the signal's scale through ReLUs, for training from scratch)
-TRUNK_FILLERS = ("xavier", "msra")
-# instance normalisation (MVN + Scale) in the SqueezeNet trunk (squeezenet.NORMS): none
-# (DeepScale's v1.1), after conv1 and each squeeze1x1, or after every convolution
-TRUNK_NORMS = ("none", "squeeze", "all")
+TRUNK_FILLERS = tuple(FILLERS)
+# instance normalisation (MVN + Scale) in the SqueezeNet trunk: none (DeepScale's v1.1),
+# after conv1 and each squeeze1x1, or after every convolution
+TRUNK_NORMS = NORMS
+# Caffe's solvers (SolverParameter.type; frcnn train --solver-type); Adam and RMSProp read
+# momentum (beta1) and momentum2 / rms_decay from the solver file
+SOLVER_TYPES = ("SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam")
 
 DEFAULT_RATIOS = (0.5, 1, 2)
 DEFAULT_SCALES = (8, 16, 32)
