@@ -94,6 +94,38 @@ def test_target_cpu_is_part_of_the_key_and_a_bad_one_is_named(monkeypatch):
         build_caffe.codegen()
 
 
+def test_openmp_threads_are_opt_in_and_part_of_the_key(monkeypatch):
+    build_caffe = _build_caffe()
+    abi = build_caffe.python_abi()
+    monkeypatch.delenv("FRCNN_CAFFE_OPENMP", raising=False)
+    default = build_caffe.codegen()
+    monkeypatch.setenv("FRCNN_CAFFE_OPENMP", "1")
+    threads = build_caffe.codegen()
+    assert "-fopenmp-simd" in default["cflags"].split()
+    assert "-fopenmp" in threads["cflags"].split() and "-fopenmp-simd" not in threads["cflags"]
+    assert build_caffe.build_key({**abi, **default}) != build_caffe.build_key({**abi, **threads})
+    monkeypatch.setenv("FRCNN_CAFFE_OPENMP", "yes")
+    with pytest.raises(build_caffe.BuildError, match="FRCNN_CAFFE_OPENMP='yes'"):
+        build_caffe.codegen()
+
+
+def test_openmp_threads_follow_openblas_threads(tmp_path):
+    """The installed caffe package sets OMP_NUM_THREADS from OPENBLAS_NUM_THREADS unless
+    it is set (one knob for both thread pools)."""
+    build_caffe = _build_caffe()
+    module = tmp_path / "coretype.py"
+    module.write_text(build_caffe.OPENBLAS_CORETYPE_MODULE)
+    code = f"import runpy, os; runpy.run_path({str(module)!r}); print(os.environ.get('OMP_NUM_THREADS'))"
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS",)}
+    for extra, expected in (({"OPENBLAS_NUM_THREADS": "1"}, "1"),
+                            ({"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "2"}, "2"),
+                            ({}, "None")):
+        run_env = {k: v for k, v in env.items() if k != "OPENBLAS_NUM_THREADS"} | extra
+        out = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        assert out == expected, extra
+
+
 def test_patches_apply_to_the_pinned_archive(tmp_path):
     """Every patched file is rewritten from the archive's pristine text, and a second
     preparation writes nothing (so make recompiles nothing)."""

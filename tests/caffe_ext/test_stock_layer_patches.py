@@ -1,5 +1,6 @@
 """Caffe's own layers that the build speeds up (max pooling's scan, batched 1x1
-convolution, ReLU's backward), in a real caffe.Net against independent numpy references."""
+convolution, im2col/col2im, ReLU's backward, MVN, Scale), in a real caffe.Net against
+independent numpy references."""
 from __future__ import annotations
 
 import itertools
@@ -84,6 +85,22 @@ def test_max_pooling_skips_nan_as_caffe_does(make_net):
     np.testing.assert_array_equal(net.blobs["y"].data[0, 0],
                                   [[5, 7], [13, -np.finfo(np.float32).max]])
     np.testing.assert_array_equal(net.blobs["mask"].data[0, 0], [[5, 7], [13, -1]])
+
+
+def test_max_pooling_backward_skips_a_window_without_winner(make_net):
+    """An all-NaN window keeps argmax -1; its diff goes nowhere (stock Caffe wrote it one
+    element before the plane: into the previous channel's last element)."""
+    x = np.arange(32, dtype=np.float32).reshape(1, 2, 4, 4)
+    x[0, 1, :2, :2] = np.nan                         # channel 1's first window
+    net = make_net(POOL_NET.format(n=1, c=2, h=4, w=4, k=2, s=2, p=0, mask_top=""))
+    net.blobs["x"].data[...] = x
+    net.forward()
+    net.blobs["y"].diff[...] = 1.0
+    net.backward()
+    expected = np.zeros(x.shape, np.float32)
+    expected[0, 0].flat[[5, 7, 13, 15]] = 1.0
+    expected[0, 1].flat[[7, 13, 15]] = 1.0
+    np.testing.assert_array_equal(net.blobs["x"].diff, expected)
 
 
 # ---------------------------------------------------------------------------------------
@@ -248,3 +265,120 @@ def test_mvn_gradient_matches_finite_differences(make_net):
         up[idx] += h
         down[idx] -= h
         assert grad[idx] == pytest.approx((loss(up) - loss(down)) / (2 * h), rel=2e-2, abs=2e-3)
+
+
+# ---------------------------------------------------------------------------------------
+# 3x3 convolution (im2col / col2im, one channel block at a time)
+
+CONV3_NET = """
+force_backward: true
+layer {{ name: "x" type: "Input" top: "x" input_param {{ shape {{ dim: 2 dim: 3 dim: 9 dim: 11 }} }} }}
+layer {{ name: "conv" type: "Convolution" bottom: "x" top: "y"
+  convolution_param {{ num_output: 4 kernel_size: 3 stride: {stride} pad: {pad} dilation: {dil}
+    weight_filler {{ type: "gaussian" std: 0.3 }} bias_filler {{ type: "gaussian" std: 1 }} }} }}
+"""
+
+
+def _patches(xp: np.ndarray, k: int, stride: int, dil: int, oh: int, ow: int) -> np.ndarray:
+    """(N, C, k, k, oh, ow) views of a padded input."""
+    return np.stack([np.stack([
+        xp[:, :, i * dil:i * dil + stride * (oh - 1) + 1:stride,
+           j * dil:j * dil + stride * (ow - 1) + 1:stride] for j in range(k)], 2)
+        for i in range(k)], 2)
+
+
+@pytest.mark.parametrize("stride,pad,dil", [(1, 1, 1), (2, 0, 1), (2, 1, 1), (1, 2, 2)])
+def test_conv3x3_forward_and_backward_match_reference(make_net, stride, pad, dil):
+    rng = np.random.default_rng(stride * 10 + pad + dil)
+    net = make_net(CONV3_NET.format(stride=stride, pad=pad, dil=dil))
+    x = rng.standard_normal((2, 3, 9, 11)).astype(np.float32)
+    w = net.params["conv"][0].data.astype(np.float64)
+    b = net.params["conv"][1].data.astype(np.float64)
+    net.blobs["x"].data[...] = x
+    net.forward()
+    oh, ow = net.blobs["y"].data.shape[2:]
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    cols = _patches(xp, 3, stride, dil, oh, ow)             # N, C, 3, 3, oh, ow
+    y = np.einsum("mcij,ncijhw->nmhw", w, cols) + b[None, :, None, None]
+    np.testing.assert_allclose(net.blobs["y"].data, y, rtol=1e-4, atol=1e-4)
+
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    net.blobs["y"].diff[...] = dy
+    net.backward()
+    dw = np.einsum("nmhw,ncijhw->mcij", dy.astype(np.float64), cols)
+    np.testing.assert_allclose(net.params["conv"][0].diff, dw, rtol=1e-4, atol=1e-3)
+    dxp = np.zeros_like(xp)
+    dcols = np.einsum("mcij,nmhw->ncijhw", w, dy.astype(np.float64))
+    for i in range(3):
+        for j in range(3):
+            dxp[:, :, i * dil:i * dil + stride * (oh - 1) + 1:stride,
+                j * dil:j * dil + stride * (ow - 1) + 1:stride] += dcols[:, :, i, j]
+    dx = dxp[:, :, pad:pad + 9, pad:pad + 11]
+    np.testing.assert_allclose(net.blobs["x"].diff, dx, rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------
+# Scale with a learned scale (one pass forward, one per channel backward)
+
+SCALE_NET = """
+force_backward: true
+layer {{ name: "x" type: "Input" top: "x" input_param {{ shape {{ dim: 2 dim: 5 dim: 3 dim: 4 }} }} }}
+layer {{ name: "scale" type: "Scale" bottom: "x" top: "{top}"
+  scale_param {{ axis: {axis} num_axes: {num_axes} bias_term: {bias}
+    filler {{ type: "gaussian" std: 1 }} bias_filler {{ type: "gaussian" std: 1 }} }} }}
+"""
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("axis,num_axes", [(1, 1), (1, 2), (0, 1), (2, 1)])
+def test_scale_matches_reference_and_accumulates_param_diffs(make_net, in_place, bias,
+                                                            axis, num_axes):
+    rng = np.random.default_rng(axis * 10 + num_axes)
+    top = "x" if in_place else "y"
+    net = make_net(SCALE_NET.format(top=top, axis=axis, num_axes=num_axes,
+                                    bias=str(bias).lower()))
+    x = rng.standard_normal((2, 5, 3, 4)).astype(np.float32)
+    params = net.params["scale"]
+    shape = params[0].data.shape
+    assert shape == x.shape[axis:axis + num_axes]
+    bshape = (1,) * axis + shape + (1,) * (4 - axis - num_axes)
+    s = params[0].data.astype(np.float64).reshape(bshape)
+    b = params[1].data.astype(np.float64).reshape(bshape) if bias else 0.0
+    net.blobs["x"].data[...] = x
+    net.forward()
+    np.testing.assert_allclose(net.blobs[top].data, x * s + b, rtol=1e-6, atol=1e-6)
+
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    for p in params:
+        p.diff[...] = 1.0  # parameter diffs accumulate
+    net.blobs[top].diff[...] = dy
+    net.backward()
+    reduce = tuple(i for i in range(4) if not axis <= i < axis + num_axes)
+    np.testing.assert_allclose(params[0].diff, 1.0 + (dy * x).sum(axis=reduce).reshape(shape),
+                               rtol=1e-5, atol=1e-5)
+    if bias:
+        np.testing.assert_allclose(params[1].diff, 1.0 + dy.sum(axis=reduce).reshape(shape),
+                                   rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(net.blobs["x"].diff, dy * s, rtol=1e-6, atol=1e-6)
+
+
+def test_scale_by_a_second_bottom_keeps_caffes_code(make_net):
+    net = make_net("""
+force_backward: true
+layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 dim: 4 } } }
+layer { name: "s" type: "Input" top: "s" input_param { shape { dim: 2 dim: 3 } } }
+layer { name: "scale" type: "Scale" bottom: "x" bottom: "s" top: "y" scale_param { axis: 0 } }
+""")
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    s = rng.standard_normal((2, 3)).astype(np.float32)
+    net.blobs["x"].data[...] = x
+    net.blobs["s"].data[...] = s
+    net.forward()
+    np.testing.assert_allclose(net.blobs["y"].data, x * s[..., None], rtol=1e-6)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    net.blobs["y"].diff[...] = dy
+    net.backward()
+    np.testing.assert_allclose(net.blobs["s"].diff, (dy * x).sum(axis=2), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(net.blobs["x"].diff, dy * s[..., None], rtol=1e-6)

@@ -66,11 +66,8 @@ class ROIPoolingLayer : public Layer<Dtype> {
   Dtype spatial_scale_;
   /// Flat index (h * W + w) of the winning input per output; -1 if empty.
   Blob<int> max_idx_;
-  /// CPU scratch: the features channels-last (N, H, W, C); one roi's maxima
-  /// and their indices channels-last (pooled_h * pooled_w, C).
+  /// CPU scratch: the features channels-last (N, H, W, C).
   std::vector<Dtype> features_hwc_;
-  std::vector<Dtype> bin_max_;
-  std::vector<int> bin_argmax_;
 };
 
 }  // namespace caffe

@@ -50,10 +50,15 @@ void ROIPoolingLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
 
 namespace {
 
-// dst (cols, rows) = src (rows, cols), in cache-sized tiles.
+const long kParallelMin = 32768;  // elements; smaller loops stay on the calling thread
+
+// dst (cols, rows) = src (rows, cols), in cache-sized tiles (row tiles on all cores
+// when ``parallel`` and the matrix is large).
 template <typename T>
-void transpose(const T* src, int rows, int cols, T* dst) {
+void transpose(const T* src, int rows, int cols, T* dst, bool parallel) {
   const int kTile = 32;
+  #pragma omp parallel for schedule(static) \
+      if (parallel && static_cast<long>(rows) * cols >= kParallelMin)
   for (int r0 = 0; r0 < rows; r0 += kTile) {
     const int r1 = std::min(r0 + kTile, rows);
     for (int c0 = 0; c0 < cols; c0 += kTile) {
@@ -99,7 +104,8 @@ void max_over_bin(const Dtype* __restrict__ image, int channels, int width,
 
 // The features are copied channels-last once per forward, so each bin's maximum
 // is a vectorised scan over contiguous channels; outputs and argmax are those of
-// the per-channel scan (same order, strict '>'), only faster.
+// the per-channel scan (same order, strict '>'), only faster.  RoIs run on all
+// cores (OpenMP), each thread with its own bins.
 template <typename Dtype>
 void ROIPoolingLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
       const vector<Blob<Dtype>*>& top) {
@@ -115,22 +121,28 @@ void ROIPoolingLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
     return;
   }
 
+  for (int n = 0; n < num_rois; ++n) {
+    const Dtype batch_ind = bottom_rois[n * 5];
+    CHECK(batch_ind >= 0 && static_cast<int>(batch_ind) < batch_size)
+        << "ROIPooling layer '" << this->layer_param_.name() << "': roi " << n
+        << " has batch index " << batch_ind << ", outside [0, " << batch_size
+        << ")";
+  }
   features_hwc_.resize(static_cast<size_t>(batch_size) * channels_ * map_size);
   for (int b = 0; b < batch_size; ++b) {
     transpose(bottom_data + static_cast<size_t>(b) * channels_ * map_size, channels_, map_size,
-              features_hwc_.data() + static_cast<size_t>(b) * channels_ * map_size);
+              features_hwc_.data() + static_cast<size_t>(b) * channels_ * map_size, true);
   }
-  // One roi's bins channels-last (out_size, C), transposed into the top at the end.
-  bin_max_.resize(static_cast<size_t>(out_size) * channels_);
-  bin_argmax_.resize(static_cast<size_t>(out_size) * channels_);
 
+  #pragma omp parallel if (static_cast<long>(num_rois) * channels_ * out_size >= kParallelMin)
+  {
+  // One roi's bins channels-last (out_size, C), transposed into the top at the end.
+  std::vector<Dtype> bin_max(static_cast<size_t>(out_size) * channels_);
+  std::vector<int> bin_argmax(static_cast<size_t>(out_size) * channels_);
+  #pragma omp for schedule(static)
   for (int n = 0; n < num_rois; ++n) {
     const Dtype* roi = bottom_rois + n * 5;
     const int roi_batch_ind = static_cast<int>(roi[0]);
-    CHECK(roi_batch_ind >= 0 && roi_batch_ind < batch_size)
-        << "ROIPooling layer '" << this->layer_param_.name() << "': roi " << n
-        << " has batch index " << roi[0] << ", outside [0, " << batch_size
-        << ")";
     const int roi_start_w = static_cast<int>(round(roi[1] * spatial_scale_));
     const int roi_start_h = static_cast<int>(round(roi[2] * spatial_scale_));
     const int roi_end_w = static_cast<int>(round(roi[3] * spatial_scale_));
@@ -155,8 +167,8 @@ void ROIPoolingLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
         wstart = std::min(std::max(wstart + roi_start_w, 0), width_);
         wend = std::min(std::max(wend + roi_start_w, 0), width_);
         const size_t bin = static_cast<size_t>(ph * pooled_width_ + pw) * channels_;
-        Dtype* best = bin_max_.data() + bin;
-        int* best_index = bin_argmax_.data() + bin;
+        Dtype* best = bin_max.data() + bin;
+        int* best_index = bin_argmax.data() + bin;
         if ((hend <= hstart) || (wend <= wstart)) {  // empty bin: 0, no winner
           std::fill(best, best + channels_, Dtype(0));
           std::fill(best_index, best_index + channels_, -1);
@@ -166,11 +178,12 @@ void ROIPoolingLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
         }
       }
     }
-    transpose(bin_max_.data(), out_size, channels_,
-              top_data + static_cast<size_t>(n) * channels_ * out_size);
-    transpose(bin_argmax_.data(), out_size, channels_,
-              argmax_data + static_cast<size_t>(n) * channels_ * out_size);
+    transpose(bin_max.data(), out_size, channels_,
+              top_data + static_cast<size_t>(n) * channels_ * out_size, false);
+    transpose(bin_argmax.data(), out_size, channels_,
+              argmax_data + static_cast<size_t>(n) * channels_ * out_size, false);
   }
+  }  // omp parallel
 }
 
 template <typename Dtype>
@@ -188,15 +201,19 @@ void ROIPoolingLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
   const int num_rois = bottom[1]->shape(0);
   const int map_size = height_ * width_;
   const int out_size = pooled_height_ * pooled_width_;
-  for (int n = 0; n < num_rois; ++n) {
-    const int roi_batch_ind = static_cast<int>(bottom_rois[n * 5]);
-    Dtype* batch_diff = bottom_diff + roi_batch_ind * channels_ * map_size;
-    for (int c = 0; c < channels_; ++c) {
-      const int offset = (n * channels_ + c) * out_size;
+  // Channels on all cores: each adds into its own planes, RoIs in order (as one core).
+  #pragma omp parallel for schedule(static) \
+      if (static_cast<long>(num_rois) * channels_ * out_size >= kParallelMin)
+  for (int c = 0; c < channels_; ++c) {
+    for (int n = 0; n < num_rois; ++n) {
+      const int roi_batch_ind = static_cast<int>(bottom_rois[n * 5]);
+      Dtype* plane_diff = bottom_diff + (static_cast<size_t>(roi_batch_ind) * channels_ + c)
+          * map_size;
+      const size_t offset = (static_cast<size_t>(n) * channels_ + c) * out_size;
       for (int i = 0; i < out_size; ++i) {
         const int index = argmax_data[offset + i];
         if (index >= 0) {
-          batch_diff[c * map_size + index] += top_diff[offset + i];
+          plane_diff[index] += top_diff[offset + i];
         }
       }
     }
