@@ -9,6 +9,12 @@ Packages:
 The Cython CPU kernels always build.  The CUDA kernels build only where nvcc is found
 (or FORCE_CUDA=1); a failed or skipped CUDA build never breaks the install: the
 library falls back to the CPU with one warning.
+
+Build time (the package's part of a fresh ./install.sh): the extensions compile side by
+side, one per core (BuildExtWithCuda sets build_ext's ``parallel``), and without debug
+info (``-g0`` after Python's ``-g``: gcc spends about 45% of a Cython module's compile on
+it, 11.1 s against 6.3 s for roi_pool.c).  Measured on the 2-vCPU Intel Xeon machine,
+2026-12-03: 58 s before, 30-32 s after (``pip install -e .`` with nothing built).
 """
 import glob
 import os
@@ -28,7 +34,7 @@ cpu_extensions = [
         [path],
         include_dirs=[numpy.get_include()],
         # No fused multiply-add: the kernels round exactly like the numpy references.
-        extra_compile_args=["-O3", "-ffp-contract=off"],
+        extra_compile_args=["-O3", "-g0", "-ffp-contract=off"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
     for path in sorted(glob.glob("nms/*.pyx"))
@@ -47,8 +53,11 @@ setup(
     },
     packages=["frcnn", *(f"frcnn.{p}" for p in find_packages("lib/frcnn")),
               "roi_data_layer", "rpn"],
-    ext_modules=(cythonize(cpu_extensions, language_level=3) if cpu_extensions else [])
-    + cuda_extensions(),
+    # The CUDA module first: nvcc then g++ is the longest chain, the CPU kernels fill the
+    # other cores meanwhile.
+    ext_modules=cuda_extensions()
+    + (cythonize(cpu_extensions, language_level=3, nthreads=os.cpu_count() or 1)
+       if cpu_extensions else []),
     cmdclass={"build_ext": BuildExtWithCuda},
     # OpenCV 4.x: images, and the opencv deploy backend (OpenCV 5 has no Caffe importer)
     install_requires=["numpy>=2.0", "easydict", "pyyaml", "opencv-python-headless>=4.8,<5",

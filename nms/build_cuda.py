@@ -90,7 +90,7 @@ def cuda_extensions() -> list[Extension]:
         # machines without a GPU or driver, and device_count() then returns 0.
         libraries=["cudart_static", "rt", "pthread", "dl"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=["-O3"],
+        extra_compile_args=["-O3", "-g0"],
         depends=["nms/nms_kernel.h", "nms/nms_kernel.cu"],
         language="c++",
         optional=True,
@@ -129,7 +129,17 @@ def _nvcc_flags(nvcc: str) -> list[str]:
 
 
 class BuildExtWithCuda(build_ext):
-    """build_ext that compiles .cu sources with nvcc; a failed CUDA build is skipped."""
+    """build_ext that compiles .cu sources with nvcc; a failed CUDA build is skipped.
+
+    Unless ``--parallel`` / ``-j`` is given, the extensions build side by side, one per
+    core (``FRCNN_BUILD_JOBS`` overrides the count).
+    """
+
+    def finalize_options(self):
+        super().finalize_options()
+        if not self.parallel:
+            jobs = os.environ.get("FRCNN_BUILD_JOBS", "").strip()
+            self.parallel = int(jobs) if jobs.isdigit() and int(jobs) > 0 else (os.cpu_count() or 1)
 
     def build_extension(self, ext):
         home = getattr(ext, "_frcnn_cuda_home", None)
