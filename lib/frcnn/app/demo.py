@@ -31,7 +31,7 @@ from frcnn.diagnostics import error_summary
 @dataclass(frozen=True)
 class DemoRecipe:
     """Training from scratch in a few minutes; measured choices are in the README."""
-    iters: int = 1500             # 12 min 56 s of ./install.sh on the Intel Xeon machine
+    iters: int = 1500             # 12 min 41 s of ./install.sh on the Intel Xeon machine
                                   # (2026-12-03; 15 min 50 s on a slower day, older build);
                                   # 1200 fit in 13 min 46 s but lost 2-7 points (README)
     base_lr: float = 0.005        # SGD, momentum 0.9, step x0.1 at 3/4 of the run; over
