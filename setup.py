@@ -25,7 +25,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, find_packages, setup
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "nms"))
-from build_cuda import cuda_extensions, BuildExtWithCuda  # noqa: E402
+from build_cuda import BuildExtWithCuda, build_jobs, cuda_extensions  # noqa: E402
 
 # Every nms/<name>.pyx but the GPU wrappers becomes the CPU kernel frcnn._native.<name>.
 cpu_extensions = [
@@ -56,7 +56,7 @@ setup(
     # The CUDA module first: nvcc then g++ is the longest chain, the CPU kernels fill the
     # other cores meanwhile.
     ext_modules=cuda_extensions()
-    + (cythonize(cpu_extensions, language_level=3, nthreads=os.cpu_count() or 1)
+    + (cythonize(cpu_extensions, language_level=3, nthreads=build_jobs())
        if cpu_extensions else []),
     cmdclass={"build_ext": BuildExtWithCuda},
     # OpenCV 4.x: images, and the opencv deploy backend (OpenCV 5 has no Caffe importer)

@@ -270,13 +270,15 @@ def codegen() -> dict:
     shared between different CPUs never hands one a build for the other.
     ``$FRCNN_CAFFE_OPENMP=1`` compiles with ``-fopenmp`` (threads), otherwise
     ``-fopenmp-simd`` (only the ``omp simd`` vector loops; no OpenMP runtime).
+    ``parallel_cpu.PARALLEL_MIN`` is defined for every source (the loops' serial cut-off).
     """
     arch = os.environ.get(ARCH_ENV, "native").strip() or "native"
     openmp = os.environ.get(OPENMP_ENV, "0").strip() or "0"
     if openmp not in ("0", "1"):
         raise BuildError(f"{OPENMP_ENV}={openmp!r}: use 1 (OpenMP threads) or 0 (the default)")
     flags = ([] if arch == "generic" else [f"-march={arch}"]) + (
-        ["-fopenmp"] if openmp == "1" else ["-fopenmp-simd"])
+        ["-fopenmp"] if openmp == "1" else ["-fopenmp-simd"]) + [
+        f"-D{parallel_cpu.PARALLEL_MIN_MACRO}={parallel_cpu.PARALLEL_MIN}"]
     cmd = ["g++", *flags, "-E", "-v", "-x", "c++", "/dev/null", "-o", "/dev/null"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:

@@ -30,11 +30,13 @@ thread count is ``OMP_NUM_THREADS``; the caffe package sets it from
 """
 
 PARALLEL_MIN = 32768  # elements; below this a loop runs on the calling thread
-_IF = f"if (static_cast<long>({{n}}) >= {PARALLEL_MIN})"
+# build_caffe.py defines it for every compile (-DFRCNN_PARALLEL_MIN=...): the patches below
+# and ROIPooling's overlay read the one value.
+PARALLEL_MIN_MACRO = "FRCNN_PARALLEL_MIN"
 
 
 def _if(count_expr: str) -> str:
-    return _IF.format(n=count_expr)
+    return f"if (static_cast<long>({count_expr}) >= {PARALLEL_MIN_MACRO})"
 
 
 # --- ReLU: forward and backward over the flat blob ---------------------------------------

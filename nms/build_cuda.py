@@ -128,6 +128,13 @@ def _nvcc_flags(nvcc: str) -> list[str]:
     return flags
 
 
+def build_jobs() -> int:
+    """How many extensions (and Cython translations) to build at once: FRCNN_BUILD_JOBS,
+    else one per core."""
+    jobs = os.environ.get("FRCNN_BUILD_JOBS", "").strip()
+    return int(jobs) if jobs.isdigit() and int(jobs) > 0 else (os.cpu_count() or 1)
+
+
 class BuildExtWithCuda(build_ext):
     """build_ext that compiles .cu sources with nvcc; a failed CUDA build is skipped.
 
@@ -138,8 +145,7 @@ class BuildExtWithCuda(build_ext):
     def finalize_options(self):
         super().finalize_options()
         if not self.parallel:
-            jobs = os.environ.get("FRCNN_BUILD_JOBS", "").strip()
-            self.parallel = int(jobs) if jobs.isdigit() and int(jobs) > 0 else (os.cpu_count() or 1)
+            self.parallel = build_jobs()
 
     def build_extension(self, ext):
         home = getattr(ext, "_frcnn_cuda_home", None)

@@ -50,7 +50,10 @@ void ROIPoolingLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
 
 namespace {
 
-const long kParallelMin = 32768;  // elements; smaller loops stay on the calling thread
+#ifndef FRCNN_PARALLEL_MIN
+#error "FRCNN_PARALLEL_MIN comes from caffe_ext/build_caffe.py (parallel_cpu.PARALLEL_MIN)"
+#endif
+const long kParallelMin = FRCNN_PARALLEL_MIN;  // elements; smaller loops stay serial
 
 // dst (cols, rows) = src (rows, cols), in cache-sized tiles (row tiles on all cores
 // when ``parallel`` and the matrix is large).
