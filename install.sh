@@ -6,9 +6,13 @@
 #   ./install.sh --no-job   install only
 #
 # Steps: Debian packages (only those missing), a virtual environment in .venv (or
-# $FRCNN_VENV), the Python packages of requirements.txt, CPU Caffe with this project's
+# $FRCNN_VENV), the Python packages of requirements.txt, Caffe with this project's
 # layers (built once, cached in ~/.cache/squeezenet-frcnn or $FRCNN_CACHE), and this
-# package in editable mode with its Cython kernels.
+# package in editable mode with its Cython kernels (and the CUDA NMS where nvcc is found).
+#
+# Caffe for the GPU: FRCNN_CUDA=auto (default: a complete system CUDA toolkit, else the
+# CPU), pip (CUDA 13.0 from PyPI into the environment), system, or 0 (CPU).  The value
+# given is kept for later runs in the same environment.  FRCNN_CUDA_ARCH picks the GPUs.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -17,7 +21,7 @@ RUN_JOB=1
 for arg in "$@"; do
   case $arg in
     --no-job) RUN_JOB=0 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -94,12 +98,27 @@ fi
 ls /usr/lib/*/libboost_python"$pyver".so >/dev/null 2>&1 \
   || die "Caffe's Python bindings need Boost.Python for Python ${pyver:0:1}.${pyver:1} (libboost_python$pyver.so); Debian 12 ships it for Python 3.11: run with PYTHON=python3.11"
 
-step "Caffe (CPU, Python layers, ROIPooling, SmoothL1Loss)"
+step "Caffe (FRCNN_CUDA=${FRCNN_CUDA:-auto}; Python layers, ROIPooling, SmoothL1Loss)"
 "$PY" caffe_ext/build_caffe.py || die "the Caffe build failed (see above)"
 
 step "squeezenet-frcnn (editable, Cython kernels)"
 wait_for_pip
-pkg_stamp=$(stamp_of setup.py pyproject.toml nms/*)
+# The CUDA NMS builds with Caffe's toolkit where Caffe has one (the pip toolkit is in the
+# environment, where setup.py would not look), and not at all in a CPU-only choice.
+caffe_cuda=$("$PY" - <<'EOF'
+import json, pathlib, sysconfig
+record = pathlib.Path(sysconfig.get_paths()["purelib"]) / "caffe" / "_frcnn_build.json"
+cuda = json.loads(record.read_text()).get("cuda") if record.exists() else None
+print(cuda["root"] if cuda else "")
+EOF
+)
+if [ -n "$caffe_cuda" ]; then
+  export CUDA_HOME=$caffe_cuda
+elif [ "$(cat "$VENV/.frcnn-cuda" 2>/dev/null)" = 0 ]; then
+  export FRCNN_NO_CUDA=1
+fi
+pkg_stamp=$( (stamp_of setup.py pyproject.toml nms/*; echo "${CUDA_HOME:-} ${FRCNN_NO_CUDA:-}") \
+  | sha256sum | cut -c1-16)
 unbuilt=0
 for pyx in nms/*.pyx; do
   name=$(basename "$pyx" .pyx)

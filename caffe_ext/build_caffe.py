@@ -46,7 +46,9 @@ import tarfile
 import time
 from pathlib import Path
 
-import parallel_cpu  # this script's folder is on sys.path, run as a script or imported
+import cuda_toolkit  # this script's folder is on sys.path, run as a script or imported
+import parallel_cpu
+from cuda_toolkit import build_cuda  # nms/build_cuda.py: the architectures, gencode flags
 
 ARCHIVE_NAME = "brocolli-caffe"
 ARCHIVE_VERSION = "9.0.2"
@@ -122,7 +124,7 @@ CONV_HPP_MEMBERS = """  virtual void compute_output_shape();
 
 
 MAKEFILE_CONFIG = """# Written by squeezenet-frcnn caffe_ext/build_caffe.py
-CPU_ONLY := 1
+{device_config}
 USE_OPENCV := 0
 USE_LEVELDB := 0
 USE_LMDB := 0
@@ -132,18 +134,49 @@ BLAS := open
 PYTHON_LIBRARIES := boost_python{pyver_nodot} python{pyver}
 PYTHON_INCLUDE := {py_include} {np_include}
 PYTHON_LIB := {py_libdir}
-INCLUDE_DIRS := $(PYTHON_INCLUDE) /usr/local/include /usr/include/hdf5/serial
-LIBRARY_DIRS := $(PYTHON_LIB) /usr/local/lib /usr/lib /usr/lib/x86_64-linux-gnu/hdf5/serial
+INCLUDE_DIRS := $(PYTHON_INCLUDE) /usr/local/include /usr/include/hdf5/serial{cuda_include_dirs}
+LIBRARY_DIRS := $(PYTHON_LIB) /usr/local/lib /usr/lib /usr/lib/x86_64-linux-gnu/hdf5/serial{cuda_library_dirs}
 # libcaffe, _caffe.so and caffe.bin are installed side by side; libpython is found
-# where this Python lives.
-LINKFLAGS += -Wl,-rpath,\\$$ORIGIN -Wl,-rpath,{py_libdir}
-# Code generation: the CPU (FRCNN_CAFFE_ARCH) and OpenMP (FRCNN_CAFFE_OPENMP: threads or simd only).
-COMMON_FLAGS += {cflags}
+# where this Python lives (and the CUDA libraries where the toolkit keeps them).
+LINKFLAGS += -Wl,-rpath,\\$$ORIGIN -Wl,-rpath,{py_libdir}{cuda_rpaths}
+# Code generation: the CPU (FRCNN_CAFFE_ARCH) and OpenMP (FRCNN_CAFFE_OPENMP: threads or
+# simd only) for g++; nvcc takes only the defines.
+CXXFLAGS += {cflags}
+LINKFLAGS += {cflags}
+NVCCFLAGS += {defines}
 # The precompiled header of what every source includes (build_caffe.py passes it on the
 # command line once it is built; empty, the build is the same without it).
 CXXFLAGS += $(FRCNN_PCH_FLAGS)
 Q ?= @
 """
+
+CPU_CONFIG = "CPU_ONLY := 1"
+# The GPU build (caffe_ext/cuda_toolkit.py): no cuDNN (Caffe 1.0's cuDNN code needs the
+# cuDNN 7 API, removed in cuDNN 8); C++17, which CUDA 13's thrust needs.
+CUDA_CONFIG = """# CUDA {version} ({source} toolkit)
+CUDA_DIR := {root}
+CUDA_ARCH := {gencode}
+USE_CUDNN := 0
+NVCCFLAGS += -std=c++17 -Wno-deprecated-gpu-targets"""
+
+
+def makefile_config(abi: dict, link_dir: Path | None = None) -> str:
+    """Makefile.config for this Python and, where ``abi['cuda']`` is set, the CUDA build
+    (``link_dir``: the unversioned library links of cuda_toolkit.link_dir)."""
+    cuda = abi.get("cuda")
+    defines = " ".join(f for f in abi["cflags"].split() if f.startswith("-D"))
+    fields = {"device_config": CPU_CONFIG, "cuda_include_dirs": "", "cuda_library_dirs": "",
+              "cuda_rpaths": ""}
+    if cuda:
+        fields["device_config"] = CUDA_CONFIG.format(
+            gencode=" ".join(build_cuda.gencode_flags(cuda["archs"])), **cuda)
+        fields["cuda_include_dirs"] = "".join(f" {d}" for d in cuda["include_dirs"])
+        fields["cuda_library_dirs"] = f" {link_dir} {cuda['lib_dir']}"
+        fields["cuda_rpaths"] = "".join(
+            " -Wl,-rpath," + r.replace("$ORIGIN", "\\$$ORIGIN") for r in cuda["rpaths"])
+    return MAKEFILE_CONFIG.format(pyver_nodot=abi["pyver"].replace(".", ""), defines=defines,
+                                  **fields, **abi)
+
 
 CAFFE_WRAPPER = '''#!{python}
 """The caffe command-line tool (squeezenet-frcnn build).
@@ -305,12 +338,28 @@ def overlay_files() -> list[Path]:
     return files
 
 
+def cuda_key(cuda: dict | None) -> dict | None:
+    """What of the CUDA toolkit a build depends on.  The PyPI toolkit is the same in every
+    environment that installs the pinned wheels, and the build finds its libraries relative
+    to itself there, so its folder is left out: a fresh clone's environment reuses the
+    cached build."""
+    if not cuda:
+        return None
+    if cuda["source"] == "pip":
+        return {"source": "pip", "version": cuda["version"], "archs": cuda["archs"],
+                "wheels": cuda_toolkit.PIP_WHEELS}
+    return cuda
+
+
 def build_key(abi: dict) -> str:
     """Hash of everything the finished build depends on."""
     h = hashlib.sha256()
     h.update(ARCHIVE_SHA256.encode())
     # numpy's include path differs per environment; its major version is what matters
-    h.update(repr(sorted((k, v) for k, v in abi.items() if k != "np_include")).encode())
+    h.update(repr(sorted((k, v) for k, v in abi.items()
+                         if k not in ("np_include", "cuda"))).encode())
+    if abi.get("cuda"):
+        h.update(json.dumps(cuda_key(abi["cuda"]), sort_keys=True).encode())
     for p in overlay_files() + [HERE / "build_caffe.py", HERE / "parallel_cpu.py"]:
         h.update(str(p.relative_to(HERE)).encode())
         h.update(p.read_bytes())
@@ -585,6 +634,75 @@ def _patch_makefile(text: str, rel: str) -> str:
     return _replace_once(text, MAKEFILE_PYCAFFE_OLD, MAKEFILE_PYCAFFE_NEW, rel, "pycaffe's rule")
 
 
+# The GPU build's runtime behaviour (compiled only without CPU_ONLY).
+COMMON_CPP = "src/caffe/common.cpp"
+# A GPU build on a machine without a GPU or driver runs on the CPU: Caffe() then skips the
+# cuBLAS and cuRAND handles instead of logging two errors in every process.
+COMMON_CTOR_OLD = """  // Try to create a cublas handler, and report an error if failed (but we will
+  // keep the program running as one might just want to run CPU code).
+  if (cublasCreate(&cublas_handle_) != CUBLAS_STATUS_SUCCESS) {"""
+COMMON_CTOR_NEW = """  // squeezenet-frcnn: no device (or no driver): CPU only, quietly
+  int frcnn_devices = 0;
+  if (cudaGetDeviceCount(&frcnn_devices) != cudaSuccess || frcnn_devices == 0) {
+    cudaGetLastError();
+    return;
+  }
+""" + COMMON_CTOR_OLD
+# cudaDeviceProp fields that CUDA 13 removed, printed by Caffe::DeviceQuery.
+COMMON_CUDA13_FIELDS = [
+    '  LOG(INFO) << "Clock rate:                    " << prop.clockRate;\n',
+    '  LOG(INFO) << "Concurrent copy and execution: "\n      << (prop.deviceOverlap ? "Yes" : "No");\n',
+    '  LOG(INFO) << "Kernel execution timeout:      "\n'
+    '      << (prop.kernelExecTimeoutEnabled ? "Yes" : "No");\n',
+]
+
+
+def _patch_common(text: str, rel: str) -> str:
+    text = _replace_once(text, COMMON_CTOR_OLD, COMMON_CTOR_NEW, rel, "Caffe's constructor")
+    for line in COMMON_CUDA13_FIELDS:
+        text = _replace_once(text, line, "#if CUDART_VERSION < 13000  // squeezenet-frcnn\n"
+                             + line + "#endif\n", rel, "a DeviceQuery line")
+    return text
+
+
+SYNCEDMEM_CPP = "src/caffe/syncedmem.cpp"
+SYNCEDMEM_MALLOC = "CUDA_CHECK(cudaMalloc(&gpu_ptr_, size_));"
+# A GPU allocation that fails throws (pycaffe raises it as RuntimeError; frcnn says what to
+# do) instead of a CHECK that aborts the process.
+SYNCEDMEM_HELPER = """#include "caffe/util/math_functions.hpp"
+
+#ifndef CPU_ONLY
+#include <sstream>
+#include <stdexcept>
+namespace caffe {
+// squeezenet-frcnn: out of GPU memory is an exception, not an abort
+static void FrcnnCudaMalloc(void** ptr, size_t size) {
+  const cudaError_t err = cudaMalloc(ptr, size);
+  if (err == cudaSuccess) return;
+  cudaGetLastError();
+  int device = -1;
+  size_t free_bytes = 0, total_bytes = 0;
+  cudaGetDevice(&device);
+  cudaMemGetInfo(&free_bytes, &total_bytes);
+  std::ostringstream msg;
+  msg << "CUDA out of memory: cudaMalloc of " << (size >> 20) << " MiB on GPU " << device
+      << " failed (" << cudaGetErrorString(err) << "; " << (free_bytes >> 20) << " of "
+      << (total_bytes >> 20) << " MiB free)";
+  throw std::runtime_error(msg.str());
+}
+}  // namespace caffe
+#endif
+"""
+
+
+def _patch_syncedmem(text: str, rel: str) -> str:
+    if text.count(SYNCEDMEM_MALLOC) != 3:
+        raise BuildError(f"{rel}: expected three GPU allocations (is the archive the pinned one?)")
+    text = text.replace(SYNCEDMEM_MALLOC, "FrcnnCudaMalloc(&gpu_ptr_, size_);")
+    return _replace_once(text, '#include "caffe/util/math_functions.hpp"\n', SYNCEDMEM_HELPER,
+                         rel, "the includes")
+
+
 # Files of the archive that the build edits, each rewritten from the archive's own copy
 # on every preparation (so a changed patch never meets an already patched file).
 PATCHES = {
@@ -600,6 +718,8 @@ PATCHES = {
     DROPOUT_HPP: _patch_dropout_hpp,
     DROPOUT_CPP: _patch_dropout_source(DROPOUT_CPP),
     DROPOUT_CU: _patch_dropout_source(DROPOUT_CU),
+    COMMON_CPP: _patch_common,
+    SYNCEDMEM_CPP: _patch_syncedmem,
 }
 
 
@@ -647,8 +767,13 @@ def prepare_tree(archive: Path, tree: Path, abi: dict) -> bool:
 
     written += apply_patches(archive, tree)
 
-    config = MAKEFILE_CONFIG.format(pyver_nodot=abi["pyver"].replace(".", ""), **abi)
-    write_if_changed(tree / "Makefile.config", config.encode())
+    link_dir = None
+    if abi.get("cuda"):
+        link_dir = cuda_toolkit.link_dir(cuda_toolkit.Toolkit(
+            root=Path(abi["cuda"]["root"]), source=abi["cuda"]["source"],
+            version=abi["cuda"]["version"], include_dirs=[],
+            lib_dir=Path(abi["cuda"]["lib_dir"])), tree / ".frcnn-cuda-link")
+    write_if_changed(tree / "Makefile.config", makefile_config(abi, link_dir).encode())
     # caffe.proto too: every source includes the caffe.pb.h made from it, and the
     # precompiled header holds it
     return any(rel.endswith((".hpp", ".h", ".cuh", ".proto")) for rel in written)
@@ -659,12 +784,12 @@ def reset_objects(tree: Path, abi: dict, headers_changed: bool) -> None:
     code-generation flags differ from those of the tree's last build, or a header of
     ours changed (see prepare_tree)."""
     stamp = tree / ".frcnn-codegen"
-    want = f"{abi['cflags']} {abi['cpu_target']}\n"
+    want = f"{abi['cflags']} {abi['cpu_target']} {json.dumps(cuda_key(abi.get('cuda')))}\n"
     flags_same = stamp.exists() and stamp.read_text() == want
     if flags_same and not headers_changed:
         return
     if (tree / BUILD_DIR).exists():
-        log(f"compiler flags changed to {abi['cflags']}: recompiling everything" if not flags_same
+        log("compiler flags or CUDA toolkit changed: recompiling everything" if not flags_same
             else "a header changed: recompiling everything")
     for built in (BUILD_DIR, "temp", "python/caffe/_caffe.so"):
         path = tree / built
@@ -752,14 +877,16 @@ def precompile_header(tree: Path) -> str:
 MAKE_TARGETS = ("pycaffe", f"{BUILD_DIR}/tools/caffe.bin")
 
 
-def run_make(tree: Path, jobs: int, pch_flags: str = "") -> None:
+def run_make(tree: Path, jobs: int, pch_flags: str = "", cuda: bool = False) -> None:
     # one line per compiled source, two for caffe.bin and for pycaffe (compile, link),
     # proto, the library
-    total = sum(1 for p in (tree / "src/caffe").rglob("*.cpp") if "/test/" not in str(p))
+    suffixes = (".cpp", ".cu") if cuda else (".cpp",)
+    total = sum(1 for p in (tree / "src/caffe").rglob("*") if p.suffix in suffixes
+                and "/test/" not in str(p))
     total += 2 + 6
     interactive = sys.stdout.isatty()
-    log(f"make -j{jobs} {' '.join(MAKE_TARGETS)} in {tree} (a first build takes 2-5 minutes "
-        "on 2 cores)")
+    log(f"make -j{jobs} {' '.join(MAKE_TARGETS)} in {tree} (a first build takes "
+        f"{'15-25' if cuda else '2-5'} minutes on 2 cores)")
     start = time.time()
     proc = subprocess.Popen(["make", f"-j{jobs}", *MAKE_TARGETS, f"FRCNN_PCH_FLAGS={pch_flags}"],
                             cwd=tree,
@@ -827,6 +954,35 @@ def install(staged: Path, key: str, site_packages: Path, bin_dir: Path) -> None:
         log(f"installed the caffe command as {wrapper}")
 
 
+def cuda_config() -> dict | None:
+    """The CUDA toolkit of this build ($FRCNN_CUDA; see cuda_toolkit.py) as the Makefile
+    needs it, or None for the CPU build."""
+    in_venv = sys.prefix != sys.base_prefix
+    remembered = Path(sys.prefix) / cuda_toolkit.REMEMBERED if in_venv else None
+    try:
+        mode = cuda_toolkit.mode_from_env(remembered=remembered)
+        if not os.environ.get(cuda_toolkit.CUDA_ENV) and remembered and remembered.exists():
+            log(f"{cuda_toolkit.CUDA_ENV}={mode}, as given last time in this environment "
+                f"(set {cuda_toolkit.CUDA_ENV} to change it)")
+        toolkit = cuda_toolkit.resolve(mode, log)
+    except cuda_toolkit.ToolkitError as e:
+        raise BuildError(str(e)) from None
+    if toolkit is None:
+        return None
+    package_dir = Path(sysconfig.get_paths()["purelib"]) / "caffe"
+    return {**toolkit.describe(), "include_dirs": [str(d) for d in toolkit.include_dirs],
+            "rpaths": cuda_toolkit.runtime_rpaths(toolkit, package_dir)}
+
+
+def build_record_cuda(cuda: dict | None) -> dict | None:
+    """The CUDA part of ``_frcnn_build.json`` (None: a CPU build): what ``frcnn info`` and
+    ``frcnn.devices`` read."""
+    if not cuda:
+        return None
+    return {"version": cuda["version"], "source": cuda["source"], "archs": cuda["archs"],
+            "ptx": cuda["ptx"], "root": cuda["root"], "cudnn": False, "nccl": False}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
@@ -841,20 +997,23 @@ def main(argv: list[str] | None = None) -> int:
         if shutil.which(tool) is None:
             raise BuildError(f"'{tool}' not found: install the Debian packages listed in install.sh")
 
-    abi = {**python_abi(), **codegen()}
+    abi = {**python_abi(), **codegen(), "cuda": cuda_config()}
     key = build_key(abi)
     root = cache_root() / "caffe"
     staged = root / f"stage-{key}"
     if args.force or not (staged / "DONE").exists():
         archive = fetch_archive(cache_root() / "downloads")
         tree = root / f"tree-{ARCHIVE_SHA256[:12]}-{abi['soabi'] or abi['pyver']}"
+        if abi["cuda"]:  # a tree of its own: switching variants recompiles neither
+            tree = tree.with_name(f"{tree.name}-cuda{abi['cuda']['version']}")
         headers_changed = prepare_tree(archive, tree, abi)
         reset_objects(tree, abi, headers_changed)
         pch_flags = precompile_header(tree)
-        run_make(tree, args.jobs, pch_flags)
+        run_make(tree, args.jobs, pch_flags, cuda=bool(abi["cuda"]))
         stage(tree, staged, {"key": key, "archive": f"{ARCHIVE_NAME}-{ARCHIVE_VERSION}",
                              "cflags": abi["cflags"], "arch_env": ARCH_ENV,
-                             "precompiled_header": bool(pch_flags)})
+                             "precompiled_header": bool(pch_flags),
+                             "cuda": build_record_cuda(abi["cuda"])})
         (staged / "DONE").write_text(key + "\n")
         prune_stages(root, staged)
     else:

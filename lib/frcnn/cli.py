@@ -1,7 +1,7 @@
 """The ``frcnn`` command line.
 
 Subcommands defined here:
-  info     versions, the Caffe build and its Fast R-CNN layers
+  info     versions, the Caffe build (CPU or CUDA), its Fast R-CNN layers, the GPUs it sees
   config   every configuration key with its default and meaning
   smoke    a short ``caffe train`` through the Python, ROIPooling and SmoothL1Loss layers
 Other subcommands live beside the code they drive: each module in ``COMMAND_MODULES`` has a
@@ -50,6 +50,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
               f"(set {build['arch_env']} to change), key {build['key']}")
     print("caffe layers: " + ", ".join(
         f"{name} {'yes' if name in layers else 'MISSING'}" for name in REQUIRED_CAFFE_LAYERS))
+    from frcnn import devices, nms
+
+    for line in devices.report():
+        print(line)
+    print(f"NMS backends: {', '.join(nms.available_backends())}")
     return 1 if missing else 0
 
 
@@ -97,10 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None and not args.verbose:
         # the command line, before Caffe's glog starts: warnings and errors still show
         os.environ.setdefault("GLOG_minloglevel", "1")
+    from frcnn import devices
+
     try:
+        if getattr(args, "gpu", None) is not None:
+            devices.use_gpu(args.gpu)  # checked before Caffe is asked: its checks abort
         return args.func(args)
     except (RuntimeError, ValueError, OSError) as e:
-        print(f"frcnn {args.command}: error: {e}", file=sys.stderr)
+        print(f"frcnn {args.command}: error: {devices.explain(e)}", file=sys.stderr)
         return 1
 
 

@@ -31,6 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
+from frcnn import devices
 from frcnn.data.blobs import im_list_to_blob, prep_im_for_blob, read_image
 from frcnn.detection import decode_boxes, select_detections
 from frcnn.train import read_sidecar
@@ -184,7 +185,7 @@ class Detector(DetectorBase):
 
         _check_file(net, "test net")
         _check_file(model, "model")
-        caffe.set_mode_cpu()
+        devices.apply(caffe)  # the CPU, or the GPU selected with --gpu / use_gpu
         from frcnn.model_files import check_model_record, load_weights
 
         meta = read_sidecar(model)

@@ -42,6 +42,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from frcnn import devices
 from frcnn.detection import fold_bbox_normalization
 from frcnn.fileio import check_writable, write_atomic
 from frcnn.fileio import file_sha256
@@ -172,7 +173,7 @@ class Trainer:
             print(f"[train] warning: {options.solver}: {e}; loss.csv records no learning "
                   f"rate", flush=True)
             self.schedule = None
-        caffe.set_mode_cpu()
+        devices.apply(caffe)  # the CPU, or the GPU selected with --gpu / use_gpu
         caffe.set_random_seed(options.seed)
         np.random.seed(options.seed)
         self.solver = self._make_solver()

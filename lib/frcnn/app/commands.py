@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from frcnn import devices
+
 
 def _floats(text: str) -> tuple[float, ...]:
     try:
@@ -88,6 +90,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--skip-bad", action="store_true",
                    help="skip bad images/objects with a warning instead of stopping")
     p.add_argument("--force", action="store_true", help="write into a non-empty --out")
+    devices.add_argument(p)
     p.set_defaults(func=_cmd_train)
 
     p = subparsers.add_parser("test", help="evaluate a model on a dataset (VOC mAP)")
@@ -105,6 +108,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-images", type=int, default=0)
     p.add_argument("--force", action="store_true",
                    help="write into a non-empty --out that `frcnn test` did not make")
+    devices.add_argument(p)
     p.set_defaults(func=_cmd_test)
 
     p = subparsers.add_parser("detect", help="detect objects in images")
@@ -116,6 +120,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--thresh", type=float, default=0.5, help="score threshold to report/draw")
     p.add_argument("--classes", help="class names without background, comma-separated "
                                      "(default: from the model)")
+    devices.add_argument(p)
     p.set_defaults(func=_cmd_detect)
 
     p = subparsers.add_parser("proposals", help="write an RPN's proposals for every image of "
@@ -133,6 +138,7 @@ def register(subparsers: Any) -> None:
                    help="config overrides (default here, as py-faster-rcnn's rpn_generate: "
                         "TEST.RPN_PRE_NMS_TOP_N -1, TEST.RPN_POST_NMS_TOP_N 2000)")
     p.add_argument("--max-images", type=int, default=0)
+    devices.add_argument(p)
     p.set_defaults(func=_cmd_proposals)
 
     p = subparsers.add_parser("export", help="export a model for runtimes without Caffe "
@@ -172,6 +178,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--recipe", nargs="+", default=[], metavar="FIELD=VALUE",
                    help="change the recipe (frcnn.app.demo.DemoRecipe), e.g. --recipe "
                         "iters=2000 trunk_filler=msra roi_batch=32")
+    devices.add_argument(p)
     p.set_defaults(func=_cmd_demo)
 
 

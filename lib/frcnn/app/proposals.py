@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from frcnn import devices
+
 RPN_GENERATE_SETTINGS = ("TEST.RPN_PRE_NMS_TOP_N", "-1", "TEST.RPN_POST_NMS_TOP_N", "2000")
 
 
@@ -56,7 +58,7 @@ def run_proposals(req: ProposalsRequest) -> Path:
     if req.set_pairs:
         config.cfg_from_list(list(req.set_pairs), c)
     install_cfg(c)  # the ProposalLayer reads TEST.RPN_* when the net is built
-    caffe.set_mode_cpu()
+    devices.apply(caffe)
     from frcnn.model_files import check_model_record, load_weights
     from frcnn.train import read_sidecar
 

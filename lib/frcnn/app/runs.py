@@ -47,9 +47,14 @@ def merged_cfg(base_files: Sequence[str | Path] = (), cfg_file: str | None = Non
 
 
 def install_cfg(c: EasyDict) -> None:
-    """Make ``c`` the global cfg (what the Caffe layers read at setup)."""
+    """Make ``c`` the global cfg (what the Caffe layers read at setup).  A GPU selected with
+    ``--gpu`` becomes its GPU_ID (the NMS device), as py-faster-rcnn's ``--gpu`` does."""
+    from frcnn import devices
+
     config.cfg.clear()
     config.cfg.update(copy.deepcopy(c))
+    if devices.selected() is not None:
+        config.cfg.GPU_ID = devices.selected()
 
 
 def prepare_out_dir(out: str | Path, force: bool, resume: bool = False) -> Path:

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from frcnn import devices
+
 PARTS = ("inference", "training", "models", "arithmetic")
 DEFAULT_SIZES = ((600, 1000), (300, 500))
 QUICK_SIZES = ((128, 213),)
@@ -367,6 +369,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--set", dest="set_pairs", nargs="+", default=[], metavar="KEY VALUE",
                    help="config overrides for the benchmarked nets, e.g. --set "
                         "TEST.RPN_MIN_SIZE 0 (OpenCV's Proposal layer has no min_size)")
+    devices.add_argument(p)
     p.set_defaults(func=_cmd_bench)
 
     sub = p.add_subparsers(dest="bench_command", metavar="[nms]")

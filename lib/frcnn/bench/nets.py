@@ -28,6 +28,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from frcnn import devices
+
 STAGES = ("backbone", "rpn", "proposal", "roi_head")
 RPN_FIRST_LAYER = "rpn_conv/3x3"
 PROPOSAL_LAYER = "proposal"
@@ -37,7 +39,7 @@ OHEM_FALLBACK_MODULE = "roi_data_layer.ohem_layer"
 
 
 def import_caffe() -> Any:
-    """pycaffe in CPU mode.  A first import has Caffe's INFO/WARNING log lines off unless
+    """pycaffe on the CPU, or the GPU selected with --gpu.  A first import has Caffe's INFO/WARNING log lines off unless
     GLOG_minloglevel says otherwise (glog reads it at import; the variable is not left set,
     so child processes log as usual)."""
     import sys
@@ -50,7 +52,7 @@ def import_caffe() -> Any:
             del os.environ["GLOG_minloglevel"]
     import caffe
 
-    caffe.set_mode_cpu()
+    devices.apply(caffe)
     return caffe
 
 
