@@ -172,7 +172,8 @@ def makefile_config(abi: dict, link_dir: Path | None = None) -> str:
             gencode=" ".join(build_cuda.gencode_flags(cuda["archs"])), **cuda)
         fields["cuda_include_dirs"] = "".join(f" {d}" for d in cuda["include_dirs"])
         fields["cuda_library_dirs"] = f" {link_dir} {cuda['lib_dir']}"
-        fields["cuda_rpaths"] = "".join(
+        # -rpath-link: libcublas.so needs libcublasLt.so.13 beside it at link time
+        fields["cuda_rpaths"] = f" -Wl,-rpath-link,{cuda['lib_dir']}" + "".join(
             " -Wl,-rpath," + r.replace("$ORIGIN", "\\$$ORIGIN") for r in cuda["rpaths"])
     return MAKEFILE_CONFIG.format(pyver_nodot=abi["pyver"].replace(".", ""), defines=defines,
                                   **fields, **abi)
@@ -201,6 +202,34 @@ for name in ("frcnn", "roi_data_layer", "rpn"):
             paths.append(parent)
 old = os.environ.get("PYTHONPATH")
 os.environ["PYTHONPATH"] = os.pathsep.join(([old] if old else []) + paths)
+
+
+def gpu_flag(argv):
+    """The value of caffe's -gpu flag (-gpu 0, --gpu=0,1, -gpu all), or None."""
+    for i, arg in enumerate(argv):
+        for flag in ("-gpu", "--gpu"):
+            if arg == flag and i + 1 < len(argv):
+                return argv[i + 1]
+            if arg.startswith(flag + "="):
+                return arg[len(flag) + 1:]
+    return None
+
+
+# A GPU asked for is checked first (a CPU build, no driver or device, a device the build has
+# no code for): Caffe's own checks abort with a stack trace.
+gpu = gpu_flag(sys.argv[1:])
+if gpu is not None and gpu.strip() not in ("", "-1"):
+    try:
+        from frcnn import devices
+    except ImportError:
+        devices = None
+    if devices is not None:
+        gpus, reason = devices.driver_gpus()
+        try:
+            ids = [g.index for g in gpus] if gpu.strip() == "all" else devices.parse_gpu(gpu)
+            devices.check_gpus(ids or [0], devices.caffe_build(), gpus, reason)
+        except (devices.GpuError, ValueError) as e:
+            sys.exit("caffe: error: " + str(e))
 os.execv(binary, [binary] + sys.argv[1:])
 '''
 
@@ -703,6 +732,58 @@ def _patch_syncedmem(text: str, rel: str) -> str:
                          rel, "the includes")
 
 
+# The archive's C++ ProposalLayer (not ours; Faster R-CNN nets use the Python one) declares a
+# GPU backward it never defines, which the CPU build never instantiates: define it as its
+# CPU backward is, empty (proposals take no gradient).
+PROPOSAL_CU = "src/caffe/layers/proposal_layer.cu"
+PROPOSAL_INSTANTIATE = "INSTANTIATE_LAYER_GPU_FUNCS(ProposalLayer);"
+PROPOSAL_BACKWARD = """// squeezenet-frcnn: the GPU backward the archive declares, empty as its CPU one
+template <typename Dtype>
+void ProposalLayer<Dtype>::Backward_gpu(const vector<Blob<Dtype>*>& top,
+    const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom) {}
+
+"""
+
+
+def _patch_proposal_cu(text: str, rel: str) -> str:
+    return _replace_once(text, PROPOSAL_INSTANTIATE, PROPOSAL_BACKWARD + PROPOSAL_INSTANTIATE,
+                         rel, "the ProposalLayer instantiation")
+
+
+# Layers of the archive with CPU code only (declared GPU functions, a STUB_GPU for the CPU
+# build, no .cu): in the GPU build they run their CPU code, as Caffe's Layer does for a layer
+# without GPU functions, instead of leaving libcaffe with undefined symbols.
+CPU_ONLY_LAYERS = {
+    "src/caffe/layers/hardsigmoid_layer.cpp": "HardSigmoidLayer",
+    "src/caffe/layers/hardswish_layer.cpp": "HardSwishLayer",
+    "src/caffe/layers/maxunpool_layer.cpp": "MaxUnPoolLayer",
+    "src/caffe/layers/pixelshuffle_layer.cpp": "PixelShuffleLayer",
+    "src/caffe/layers/relu6_layer.cpp": "ReLU6Layer",
+    "src/caffe/layers/upsample_layer.cpp": "UpsampleLayer",
+}
+CPU_FALLBACK = """#else  // squeezenet-frcnn: no CUDA code for this layer; the GPU build runs its CPU code
+template <typename Dtype>
+void {name}<Dtype>::Forward_gpu(const vector<Blob<Dtype>*>& bottom,
+    const vector<Blob<Dtype>*>& top) {{
+  Forward_cpu(bottom, top);
+}}
+template <typename Dtype>
+void {name}<Dtype>::Backward_gpu(const vector<Blob<Dtype>*>& top,
+    const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom) {{
+  Backward_cpu(top, propagate_down, bottom);
+}}
+"""
+
+
+def _patch_cpu_only_layer(text: str, rel: str) -> str:
+    name = CPU_ONLY_LAYERS[rel]
+    match = re.search(r"STUB_GPU\(" + name + r"\);\s*\n(\s*)#endif", text)
+    if match is None:
+        raise BuildError(f"{rel}: cannot find STUB_GPU({name}) (is the archive the pinned one?)")
+    at = match.end() - len("#endif") - len(match.group(1))
+    return text[:at] + CPU_FALLBACK.format(name=name) + text[at:]
+
+
 # Files of the archive that the build edits, each rewritten from the archive's own copy
 # on every preparation (so a changed patch never meets an already patched file).
 PATCHES = {
@@ -720,6 +801,8 @@ PATCHES = {
     DROPOUT_CU: _patch_dropout_source(DROPOUT_CU),
     COMMON_CPP: _patch_common,
     SYNCEDMEM_CPP: _patch_syncedmem,
+    PROPOSAL_CU: _patch_proposal_cu,
+    **{rel: _patch_cpu_only_layer for rel in CPU_ONLY_LAYERS},
 }
 
 

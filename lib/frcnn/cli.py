@@ -17,6 +17,8 @@ import os
 import sys
 from pathlib import Path
 
+from frcnn import devices
+
 # Modules that add subcommands; see the module docstring.
 COMMAND_MODULES: tuple[str, ...] = (
     "frcnn.nets.commands",
@@ -50,7 +52,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
               f"(set {build['arch_env']} to change), key {build['key']}")
     print("caffe layers: " + ", ".join(
         f"{name} {'yes' if name in layers else 'MISSING'}" for name in REQUIRED_CAFFE_LAYERS))
-    from frcnn import devices, nms
+    from frcnn import nms
 
     for line in devices.report():
         print(line)
@@ -68,7 +70,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
 def _cmd_smoke(args: argparse.Namespace) -> int:
     from frcnn import smoke
 
-    smoke.run(args.out, iters=args.iters, seed=args.seed)
+    smoke.run(args.out, iters=args.iters, seed=args.seed, gpu=devices.selected())
     return 0
 
 
@@ -90,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="output/smoke", help="folder for the net, solver and log")
     p.add_argument("--iters", type=int, default=60, help="solver iterations (default 60)")
     p.add_argument("--seed", type=int, default=3)
+    devices.add_argument(p)
     p.set_defaults(func=_cmd_smoke)
 
     for name in COMMAND_MODULES:
@@ -102,8 +105,6 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None and not args.verbose:
         # the command line, before Caffe's glog starts: warnings and errors still show
         os.environ.setdefault("GLOG_minloglevel", "1")
-    from frcnn import devices
-
     try:
         if getattr(args, "gpu", None) is not None:
             devices.use_gpu(args.gpu)  # checked before Caffe is asked: its checks abort

@@ -125,7 +125,8 @@ if caffe is not None:
 _LOSS_LINE = re.compile(r"Iteration (\d+).*?, loss = ([-+0-9.eE]+|nan|inf)")
 
 
-def run(out_dir: str | os.PathLike, iters: int = 60, seed: int = 3) -> tuple[float, float]:
+def run(out_dir: str | os.PathLike, iters: int = 60, seed: int = 3,
+        gpu: int | None = None) -> tuple[float, float]:
     """Write the smoke net and solver into ``out_dir`` and train them with ``caffe train``.
 
     Returns (first loss, last loss).  Raises RuntimeError if caffe fails, a loss is not
@@ -139,6 +140,8 @@ def run(out_dir: str | os.PathLike, iters: int = 60, seed: int = 3) -> tuple[flo
     solver_path.write_text(SOLVER.format(net=net_path, iters=iters, seed=seed))
     caffe_cmd = Path(sys.executable).with_name("caffe")
     cmd = [str(caffe_cmd if caffe_cmd.exists() else "caffe"), "train", f"--solver={solver_path}"]
+    if gpu is not None:  # caffe's own -gpu flag (the solver says CPU)
+        cmd.append(f"--gpu={gpu}")
     print(f"[smoke] {' '.join(cmd)}", flush=True)
     start = time.time()
     env = dict(os.environ, GLOG_logtostderr="1", GLOG_minloglevel="0")  # losses are INFO lines
