@@ -98,7 +98,8 @@ fi
 ls /usr/lib/*/libboost_python"$pyver".so >/dev/null 2>&1 \
   || die "Caffe's Python bindings need Boost.Python for Python ${pyver:0:1}.${pyver:1} (libboost_python$pyver.so); Debian 12 ships it for Python 3.11: run with PYTHON=python3.11"
 
-step "Caffe (FRCNN_CUDA=${FRCNN_CUDA:-auto}; Python layers, ROIPooling, SmoothL1Loss)"
+cuda_mode=${FRCNN_CUDA:-$(cat "$VENV/.frcnn-cuda" 2>/dev/null || echo auto)}
+step "Caffe (FRCNN_CUDA=$cuda_mode; Python layers, ROIPooling, SmoothL1Loss)"
 "$PY" caffe_ext/build_caffe.py || die "the Caffe build failed (see above)"
 
 step "squeezenet-frcnn (editable, Cython kernels)"
@@ -117,7 +118,8 @@ if [ -n "$caffe_cuda" ]; then
 elif [ "$(cat "$VENV/.frcnn-cuda" 2>/dev/null)" = 0 ]; then
   export FRCNN_NO_CUDA=1
 fi
-pkg_stamp=$( (stamp_of setup.py pyproject.toml nms/*; echo "${CUDA_HOME:-} ${FRCNN_NO_CUDA:-}") \
+# sources only: the build writes nms/*.c and *.cpp (cythonize), which would change it
+pkg_stamp=$( (stamp_of setup.py pyproject.toml nms/*.pyx nms/*.py nms/*.cu nms/*.h; echo "${CUDA_HOME:-} ${FRCNN_NO_CUDA:-}") \
   | sha256sum | cut -c1-16)
 unbuilt=0
 for pyx in nms/*.pyx; do

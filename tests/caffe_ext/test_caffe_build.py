@@ -204,3 +204,20 @@ def test_a_header_that_does_not_precompile_leaves_the_build_without_it(tmp_path,
 def test_the_makefile_config_passes_the_precompiled_header_to_every_compile():
     build_caffe = _build_caffe()
     assert "CXXFLAGS += $(FRCNN_PCH_FLAGS)" in build_caffe.MAKEFILE_CONFIG
+
+
+@pytest.mark.parametrize("flag", [["-gpu", "0"], ["--gpu=0"], ["-gpu", "0,1"]])
+def test_caffe_command_checks_a_gpu_before_caffe_aborts(flag):
+    """`caffe ... -gpu 0` on a CPU build, or on a CUDA build without a device: one line and
+    exit code 1 instead of Caffe's CHECK failure and stack trace."""
+    from frcnn import devices
+
+    if devices.driver_gpus()[0] and devices.caffe_build().get("cuda") and flag[-1] == "0":
+        pytest.skip("a usable CUDA device is present")
+    exe = Path(sys.executable).with_name("caffe")
+    proc = subprocess.run([str(exe), "device_query", *flag], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    gpu = flag[-1].split("=")[-1]
+    assert proc.stderr.startswith(f"caffe: error: --gpu {gpu}: "), proc.stderr
+    assert "Check failure" not in proc.stderr

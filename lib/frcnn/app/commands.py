@@ -36,6 +36,24 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                       help="bbox_pred gives plain deltas (normalisation folded in)")
 
 
+def class_list(text: str) -> tuple[str, ...] | None:
+    """``--classes``: names, comma-separated, or a file with one a line ('' : None)."""
+    from frcnn.data.datasets import parse_classes
+
+    try:
+        return parse_classes(text)
+    except (ValueError, OSError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_classes_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--classes", type=class_list, metavar="A,B,C|FILE",
+                   help="the dataset's class list, in the model's output order, "
+                        "comma-separated or a file with one name a line (default: the "
+                        "folder's classes.txt, VOC's 20 for a PASCAL VOC devkit folder, "
+                        "else the names in its annotations, sorted)")
+
+
 def register(subparsers: Any) -> None:
     from frcnn.nets import variants
 
@@ -56,6 +74,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--proposals", help="precomputed proposals of the dataset, for a Fast "
                                        "R-CNN train net (.pkl as py-faster-rcnn's "
                                        "rpn_generate writes it, or .json)")
+    add_classes_argument(p)
     p.add_argument("--iters", type=int, help="iterations (required with --net; default with "
                                              "--solver: its max_iter)")
     p.add_argument("--out", required=True, help="run folder (snapshots, nets, cfg)")
@@ -99,6 +118,7 @@ def register(subparsers: Any) -> None:
                    help="registered name, VOC folder or COCO .json (adds the COCO metrics)")
     p.add_argument("--root")
     p.add_argument("--images", metavar="DIR", help="image folder of a COCO .json dataset")
+    add_classes_argument(p)
     p.add_argument("--proposals", help="the dataset's proposals, for a Fast R-CNN test net "
                                        "(rois as an input)")
     p.add_argument("--out", help="results folder (default: beside the model, "
@@ -131,6 +151,7 @@ def register(subparsers: Any) -> None:
                                                 "py-faster-rcnn's rpn_test.pt")
     p.add_argument("--dataset", "--imdb", dest="dataset", required=True)
     p.add_argument("--root")
+    add_classes_argument(p)
     p.add_argument("--out", required=True, help="FILE.pkl (py-faster-rcnn's form) or "
                                                 "FILE.json")
     p.add_argument("--cfg", dest="cfg_file", help="YAML config merged over the defaults")
@@ -229,7 +250,8 @@ def _train(args: argparse.Namespace) -> None:
 
     run_train(TrainRequest(
         net=args.net, solver=args.solver, proposals=args.proposals,
-        dataset=args.dataset, root=args.root, images=args.images, iters=args.iters,
+        dataset=args.dataset, root=args.root, images=args.images, classes=args.classes,
+        iters=args.iters,
         out=args.out,
         weights=args.weights, resume=args.resume, cfg_file=args.cfg_file,
         set_pairs=_set_pairs(args), base_lr=args.base_lr, stepsize=args.stepsize,
@@ -248,7 +270,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
                          set_pairs=_set_pairs(args), unnormalize=args.unnormalize,
                          backend=args.backend,
                          dataset=args.dataset, root=args.root, images=args.images,
-                         out=args.out,
+                         classes=args.classes, out=args.out,
                          force=args.force, max_images=args.max_images,
                          proposals=args.proposals))
     return 0
@@ -268,7 +290,8 @@ def _cmd_proposals(args: argparse.Namespace) -> int:
     from frcnn.app.proposals import ProposalsRequest, run_proposals
 
     run_proposals(ProposalsRequest(model=args.model, net=args.net, dataset=args.dataset,
-                                   root=args.root, out=args.out, cfg_file=args.cfg_file,
+                                   root=args.root, classes=args.classes, out=args.out,
+                                   cfg_file=args.cfg_file,
                                    set_pairs=_set_pairs(args), max_images=args.max_images))
     return 0
 

@@ -31,6 +31,7 @@ class ProposalsRequest:
     cfg_file: str | None = None
     set_pairs: Sequence[str] = ()
     max_images: int = 0               # 0: all (a file for training needs all)
+    classes: Sequence[str] | None = None  # the dataset's class list (None: the folder's own)
 
 
 def run_proposals(req: ProposalsRequest) -> Path:
@@ -50,7 +51,7 @@ def run_proposals(req: ProposalsRequest) -> Path:
     for path, what in ((req.model, "model"), (req.net, "RPN test net")):
         if not Path(path).is_file():
             raise FileNotFoundError(f"{what} not found: {path}")
-    dataset = get_dataset(req.dataset, root=req.root)
+    dataset = get_dataset(req.dataset, root=req.root, classes=req.classes)
     c = config.default_config()  # defaults <- rpn_generate's settings <- --cfg <- --set
     config.cfg_from_list(list(RPN_GENERATE_SETTINGS), c)
     if req.cfg_file:

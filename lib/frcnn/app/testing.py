@@ -1,6 +1,7 @@
 """``frcnn test`` and ``frcnn detect``: a trained model on a dataset or on image files."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -78,8 +79,6 @@ def resolve_test_net(net: str | None, model: str, num_classes: int, c, work_dir:
 
 def _load_exported(req: ModelRequest):
     """An export folder in onnxruntime or OpenCV DNN (see load_detector)."""
-    import dataclasses
-
     from frcnn.deploy.manifest import load_manifest
     from frcnn.deploy.onnx_backend import settings_from_manifest
 
@@ -112,6 +111,22 @@ def _load_exported(req: ModelRequest):
     return detector, list(manifest["classes"])
 
 
+def model_classes(model: str | Path) -> list[str] | None:
+    """The class names a model was trained with, ``__background__`` first: its sidecar's,
+    or an export folder's manifest's; None where it has none (or cannot be read: loading
+    the model then says why)."""
+    from frcnn.deploy.manifest import is_export_folder, load_manifest
+
+    try:
+        if is_export_folder(model):
+            return list(load_manifest(model)["classes"]) or None
+        if Path(model).is_file():
+            return list(model_context(model).get("classes") or []) or None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return None
+
+
 def _is_net_file(net: str) -> bool:
     """A prototxt path (py-faster-rcnn names some .pt), rather than a variant name."""
     from frcnn.nets import variants
@@ -140,6 +155,7 @@ class EvalRequest(ModelRequest):
     dataset: str = "synth_test"
     root: str | None = None
     images: str | None = None             # image folder of a COCO .json dataset
+    classes: Sequence[str] | None = None  # the dataset's class list (None: see run_test)
     out: str | None = None                # None: beside the model (runs.default_derived_out)
     force: bool = False                   # write into a non-empty --out it did not make
     max_images: int = 0                   # 0: all
@@ -160,13 +176,19 @@ def run_test(req: EvalRequest) -> dict[str, float]:
     from frcnn.data.datasets import get_dataset
     from frcnn.evaluation import evaluate, format_table
 
-    dataset = get_dataset(req.dataset, root=req.root, images=req.images)
+    dataset = get_dataset(req.dataset, root=req.root, images=req.images, classes=req.classes)
+    trained = model_classes(req.model)
+    if dataset.classes_source == "annotations" and trained:
+        # a folder without a class list of its own: the model's, in the order it was trained
+        dataset = dataclasses.replace(dataset, classes=tuple(trained), classes_source="model",
+                                      classes_from=f"the model's ({req.model})")
     out = derived_out_dir(req.out or default_derived_out("test", req.model, req.dataset),
                           "test", req.force)
     detector, classes = load_detector(req, dataset.num_classes, out)
     if classes and list(classes) != list(dataset.classes):
         raise ValueError(f"the model was trained on classes {classes[1:]} but {dataset.name} "
-                         f"has {list(dataset.classes[1:])}")
+                         f"has {list(dataset.classes[1:])} ({dataset.classes_from}): pass "
+                         f"--classes {','.join(classes[1:])} to test it with the model's list")
     records = dataset.load()
     proposals = None
     if detector.fast_rcnn:

@@ -114,7 +114,19 @@ def machine_info() -> dict:
     except ImportError:
         info["caffe"] = None
     info["blas"] = openblas_libraries()
+    info["device"] = device_name()
     return info
+
+
+def device_name() -> str:
+    """Where Caffe runs in this benchmark: 'CPU', or the selected GPU (``--gpu``)."""
+    from frcnn import devices
+
+    gpu = devices.selected()
+    if gpu is None:
+        return "CPU"
+    found = [g for g in devices.driver_gpus()[0] if g.index == gpu]
+    return f"GPU {gpu} ({found[0].name})" if found else f"GPU {gpu}"
 
 
 def header_lines(results: dict) -> list[str]:
@@ -124,7 +136,8 @@ def header_lines(results: dict) -> list[str]:
         "OPENBLAS_NUM_THREADS / OMP_NUM_THREADS unset (OpenBLAS uses every core)"
     lines = [f"machine: {m['cpu']}, {m['cpu_count']} cores ({m['usable_cores']} usable); "
              f"{threads}",
-             f"python {m['python']}, numpy {m['numpy']}, caffe {m['caffe']} (CPU); "
+             f"python {m['python']}, numpy {m['numpy']}, caffe {m['caffe']} "
+             f"({m.get('device', 'CPU')}); "
              f"{m['platform']}"]
     if m.get("cpu_flags"):
         lines[0] += f"; CPU flags {' '.join(m['cpu_flags'])}"
@@ -366,8 +379,9 @@ def write_chart(results: dict, path: Path) -> bool:
                     fontsize=8, xytext=(0, 2), textcoords="offset points")
     m = results["machine"]
     ax.set_ylabel("ms per image (median)")
-    ax.set_title(f"Faster R-CNN inference per stage, CPU ({m['cpu']}, {m['usable_cores']} "
-                 f"cores)", fontsize=9)
+    where = m.get("device", "CPU")
+    where = f"CPU ({m['cpu']}, {m['usable_cores']} cores)" if where == "CPU" else where
+    ax.set_title(f"Faster R-CNN inference per stage, {where}", fontsize=9)
     ax.legend(fontsize=8)
     ax.tick_params(axis="x", labelsize=8)
     fig.tight_layout()

@@ -9,9 +9,12 @@
   frcnn data info DATASET [--root DIR] [--split S] [--classes LIST|FILE] [--images DIR]
       [--skip-bad]
       read a dataset (a name such as synth_train or voc_2007_trainval, a VOC folder or a
-      COCO .json) and print its images, objects per class, difficult (or crowd) objects and
-      images without objects
-  frcnn data convert SRC --to coco|voc --out DEST [--split S] [--images DIR] [--skip-bad]
+      COCO .json) and print the class list in use and where it comes from, every object name
+      in a VOC folder's annotations with its object and image counts (marking names outside
+      the list), then the split's images, objects per class, difficult (or crowd) objects
+      and images without objects
+  frcnn data convert SRC --to coco|voc --out DEST [--split S] [--images DIR] [--classes L]
+      [--skip-bad]
       a VOC folder's split (or a named dataset) -> a COCO .json file DEST, or a COCO .json
       -> a VOC folder DEST (images copied; split named after the json unless --split)
 
@@ -53,15 +56,37 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from frcnn.data.datasets import get_dataset, parse_classes
+    from frcnn.data.voc import annotation_names
 
     dataset = get_dataset(args.dataset, args.root, args.split, parse_classes(args.classes),
                           images=args.images)
-    records = dataset.load(skip_bad=args.skip_bad)
-    print(f"{dataset.name}: {dataset.root} split {dataset.split}, {len(records)} images, "
-          f"{dataset.num_classes} classes with background")
+    in_use = list(dataset.classes[1:])
+    print(f"{dataset.name}: {dataset.root} split {dataset.split}")
+    print(f"class list in use: {len(in_use)} classes ({dataset.num_classes} with the "
+          f"background), from {dataset.classes_from or 'the dataset'}")
+    if dataset.format == "voc":
+        found = annotation_names(dataset.root)
+        print(f"object names in {dataset.root / 'Annotations'} (every split):")
+        outside = [n for n in found if n not in in_use]  # sorted, as found is
+        for name in in_use + outside:
+            objects, images = found.get(name, (0, 0))
+            mark = "" if name in in_use else "   <- not in the class list"
+            print(f"  {name:<16} {objects:6d} objects in {images:5d} images{mark}")
+        if outside:
+            print(f"names outside the class list: {', '.join(outside)}; training would stop "
+                  f"at the first of them. {dataset.class_hint}")
+            return 0
+    _print_split_counts(dataset, dataset.load(skip_bad=args.skip_bad))
+    return 0
+
+
+def _print_split_counts(dataset, records: list) -> None:
+    """Images, objects and difficult (or crowd) objects per class in the split."""
+    import numpy as np
+
+    print(f"split {dataset.split}: {len(records)} images, {dataset.num_classes} classes with "
+          "background")
     classes = np.concatenate([r["gt_classes"] for r in records])
     difficult = np.concatenate([r["difficult"] for r in records])
     for c, name in enumerate(dataset.classes):
@@ -72,7 +97,6 @@ def _cmd_info(args: argparse.Namespace) -> int:
                   f"{'crowd' if dataset.format == 'coco' else 'difficult'})")
     empty = sum(len(r["gt_classes"]) == 0 for r in records)
     print(f"  images without objects: {empty}")
-    return 0
 
 
 def write_synth_coco(root) -> list:
@@ -104,7 +128,9 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.src} is already a COCO file")
         if not coco.is_coco_path(args.out):
             raise ValueError(f"--to coco writes a .json file; --out is {args.out}")
-        dataset = get_dataset(args.src, split=args.split)
+        from frcnn.data.datasets import parse_classes
+
+        dataset = get_dataset(args.src, split=args.split, classes=parse_classes(args.classes))
         records = dataset.load(skip_bad=args.skip_bad)
         path = coco.write_coco(records, dataset.classes, args.out)
         print(f"[convert] {dataset.name} split {dataset.split}: {len(records)} images -> "
@@ -161,5 +187,7 @@ def register(subparsers: Any) -> None:
     c.add_argument("--split", help="split of the VOC folder read (trainval), or the split "
                                    "written (default: named after the json)")
     c.add_argument("--images", metavar="DIR", help="image folder of the COCO .json")
+    c.add_argument("--classes", default="", help="the VOC folder's class list (--to coco), "
+                   "comma-separated, or a file")
     c.add_argument("--skip-bad", action="store_true")
     c.set_defaults(func=_cmd_convert)

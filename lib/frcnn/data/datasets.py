@@ -15,7 +15,11 @@ Names (``list_datasets()`` lists the registered ones):
 
 ``register_dataset(name, factory)`` adds a name; ``factory(root or None)`` returns the
 ``Dataset``.  Relative roots are taken from the current directory.  The class list of a
-folder is the given one, else its ``classes.txt``, else the 20 VOC classes.
+folder (``frcnn.data.voc.folder_class_list``) is the given one (``--classes``), else its
+``classes.txt``, else for a PASCAL VOC devkit folder (``voc_*`` names, or ``VOC2007`` /
+``VOC2012`` in a ``VOCdevkit``) the 20 VOC classes, else the names in its annotations,
+sorted (said once per folder; the run records them, so ``frcnn test`` and ``detect`` use
+the same order).
 """
 from __future__ import annotations
 
@@ -27,7 +31,8 @@ from typing import Callable, Sequence
 from frcnn.data import coco
 from frcnn.data.problems import path_is
 from frcnn.data.roidb import training_roidb
-from frcnn.data.voc import check_class_names, folder_classes, load_voc, read_class_file
+from frcnn.data.voc import (ClassList, check_class_names, folder_class_list, load_voc,
+                            read_class_file)
 
 SYNTH_ROOT = "data/synth"
 DEFAULT_SPLIT = "trainval"
@@ -46,6 +51,16 @@ class Dataset:
     format: str = "voc"
     annotations: Path | None = None
     category_ids: tuple[int, ...] = ()
+    classes_source: str = ""      # voc.ClassList.source: given, file, pascal-voc, annotations
+    classes_from: str = ""        # where the class list came from, in words
+
+    @property
+    def class_hint(self) -> str:
+        """Where the class list came from and how to change it (for error messages)."""
+        if not self.classes_from:
+            return ""
+        return (f"the class list is {self.classes_from}; "
+                + ClassList(self.classes, self.classes_source, self.classes_from).fix(self.root))
 
     @property
     def num_classes(self) -> int:
@@ -56,7 +71,8 @@ class Dataset:
         ``frcnn.data.coco.load_coco``)."""
         if self.format == "coco":
             return coco.load_coco(self.annotations, self.root, skip_bad=skip_bad, log=log)
-        return load_voc(self.root, self.split, self.classes, skip_bad=skip_bad, log=log)
+        return load_voc(self.root, self.split, self.classes, skip_bad=skip_bad, log=log,
+                        class_hint=self.class_hint)
 
     def training_roidb(self, flip: bool, use_difficult: bool = False, skip_bad: bool = False,
                        log=print, keep_empty: bool = False) -> list[dict]:
@@ -83,7 +99,7 @@ def _synth(split: str) -> Callable[[str | None], Dataset]:
         if not path_is(folder / "Annotations", "dir"):
             raise FileNotFoundError(f"dataset synth_{split}: no synthetic dataset at {folder} "
                                     f"(write one with `frcnn data synth --out {folder}`)")
-        return Dataset(f"synth_{split}", folder, split, folder_classes(folder))
+        return _folder_dataset(f"synth_{split}", folder, split, folder_class_list(folder))
     return make
 
 
@@ -96,8 +112,23 @@ def _voc(year: str, split: str) -> Callable[[str | None], Dataset]:
                 f"dataset voc_{year}_{split}: no VOC{year} folder under {base} (expected "
                 f"{base / f'VOC{year}' / 'Annotations'} or {base / 'Annotations'}); give the "
                 f"root of the devkit")
-        return Dataset(f"voc_{year}_{split}", folder, split, folder_classes(folder))
+        return _folder_dataset(f"voc_{year}_{split}", folder, split,
+                               folder_class_list(folder, pascal_voc=True))
     return make
+
+
+_ANNOUNCED: set[Path] = set()
+
+
+def _folder_dataset(name: str, folder: Path, split: str, class_list: ClassList) -> Dataset:
+    """A VOC-format folder's Dataset; a class list read off the annotations is said once per
+    folder and process (its order is what the model's outputs will mean)."""
+    if class_list.source == "annotations" and folder not in _ANNOUNCED:
+        _ANNOUNCED.add(folder)
+        print(f"[data] {folder}: no classes.txt; classes from its annotations, sorted: "
+              f"{', '.join(class_list.names[1:])} ({class_list.fix(folder)})", flush=True)
+    return Dataset(name, folder, split, class_list.names, classes_source=class_list.source,
+                   classes_from=class_list.where)
 
 
 _REGISTRY: dict[str, Callable[[str | None], Dataset]] = {}
@@ -140,7 +171,8 @@ def coco_dataset(json_path: str | os.PathLike, images: str | os.PathLike | None 
         raise FileNotFoundError(f"image folder of {path} not found: {folder} (give --images "
                                 f"DIR)")
     return Dataset(str(path), folder, coco.split_name(path), classes, "coco", path,
-                   category_ids)
+                   category_ids, classes_source="coco",
+                   classes_from=f"the categories of {path}")
 
 
 def get_dataset(name: str, root: str | None = None, split: str | None = None,
@@ -177,11 +209,15 @@ def get_dataset(name: str, root: str | None = None, split: str | None = None,
         folder = _absolute(name)
         if not path_is(folder, "dir"):
             raise FileNotFoundError(f"dataset folder not found: {folder}")
-        dataset = Dataset(str(folder), folder, split or DEFAULT_SPLIT, folder_classes(folder))
+        if classes is not None:
+            return _folder_dataset(str(folder), folder, split or DEFAULT_SPLIT,
+                                   folder_class_list(folder, classes))
+        dataset = _folder_dataset(str(folder), folder, split or DEFAULT_SPLIT,
+                                  folder_class_list(folder))
     else:
         raise ValueError(f"unknown dataset {name!r}: use one of {', '.join(list_datasets())} "
                          f"or the path of a VOC-format folder or a COCO .json file")
     if classes is not None:
-        dataset = Dataset(dataset.name, dataset.root, dataset.split,
-                          folder_classes(dataset.root, classes))
+        dataset = _folder_dataset(dataset.name, dataset.root, dataset.split,
+                                  folder_class_list(dataset.root, classes))
     return dataset

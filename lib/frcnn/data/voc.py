@@ -2,7 +2,9 @@
 
 A folder holds ``Annotations/<id>.xml``, ``ImageSets/Main/<split>.txt`` (one image id a line)
 and ``JPEGImages/<id>.jpg`` (or the file the annotation's ``<filename>`` names), and
-optionally ``classes.txt`` (one class name a line, without ``__background__``).
+optionally ``classes.txt`` (one class name a line, without ``__background__``).  The class
+list (``folder_class_list``): the one given, else ``classes.txt``, else for a PASCAL VOC
+devkit folder VOC's 20 classes, else the names in the folder's annotations, sorted.
 
 ``load_voc`` returns one record per image id of the split::
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 import math
 import os
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -87,20 +90,96 @@ def check_class_names(names: Sequence[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
+#: Folder names of the PASCAL VOC devkit (``VOCdevkit/VOC2007``): they keep the 20 classes.
+PASCAL_VOC_FOLDERS = ("VOC2007", "VOC2012")
+
+
+def is_pascal_voc_folder(root: str | os.PathLike) -> bool:
+    """A PASCAL VOC devkit folder: ``VOC2007`` or ``VOC2012`` inside a ``VOCdevkit*`` folder
+    (py-faster-rcnn's layout), whose class list is VOC's 20 classes."""
+    root = Path(root).absolute()
+    return root.name in PASCAL_VOC_FOLDERS and root.parent.name.startswith("VOCdevkit")
+
+
+def annotation_names(root: str | os.PathLike) -> dict[str, tuple[int, int]]:
+    """Every object ``<name>`` in ``ROOT/Annotations/*.xml``: {name: (objects, images)}.
+
+    Reads every annotation of the folder, whatever the split, so that a folder's splits
+    get one class list.  Files that are not XML are passed over (loading the split reports
+    them with their file name).
+    """
+    folder = Path(root) / "Annotations"
+    objects: dict[str, int] = {}
+    images: dict[str, int] = {}
+    if not path_is(folder, "dir"):
+        return {}
+    for xml_path in sorted(folder.glob("*.xml")):
+        try:
+            tree = ET.parse(xml_path).getroot()
+        except (ET.ParseError, LookupError, ValueError, OSError):
+            continue
+        seen = set()
+        for obj in tree.findall("object"):
+            name = _text(obj, "name")
+            if name:
+                objects[name] = objects.get(name, 0) + 1
+                seen.add(name)
+        for name in seen:
+            images[name] = images.get(name, 0) + 1
+    return {name: (objects[name], images[name]) for name in sorted(objects)}
+
+
+@dataclass(frozen=True)
+class ClassList:
+    """A folder's class list and where it came from.
+
+    ``names``: ``__background__`` first; ``source``: 'given' (--classes), 'file' (the
+    folder's classes.txt), 'pascal-voc' (a devkit folder: VOC's 20) or 'annotations' (the
+    names in the folder's annotations, sorted); ``where``: that, in words.
+    """
+
+    names: tuple[str, ...]
+    source: str
+    where: str
+
+    def fix(self, root: str | os.PathLike) -> str:
+        """How to change the list (for error messages)."""
+        return (f"to change the class list, write {Path(root) / CLASSES_FILE} (one name a "
+                "line, in the order the model should have) or pass --classes a,b,c")
+
+
+def folder_class_list(root: str | os.PathLike, classes: Sequence[str] | None = None,
+                      pascal_voc: bool | None = None) -> ClassList:
+    """The class list of a VOC-format folder, in this order: ``classes`` (names without the
+    background); the folder's ``classes.txt``; for a PASCAL VOC devkit folder
+    (``pascal_voc``, default ``is_pascal_voc_folder(root)``) the 20 VOC classes, as
+    py-faster-rcnn; else the object names found in its annotations, sorted.
+
+    DatasetError where none of these gives a class (no annotation names an object).
+    """
+    root = Path(root)
+    if classes is not None:
+        return ClassList((BACKGROUND, *check_class_names(classes)), "given", "--classes")
+    if path_is(root / CLASSES_FILE):
+        return ClassList((BACKGROUND, *read_class_file(root / CLASSES_FILE)), "file",
+                         str(root.absolute() / CLASSES_FILE))
+    if pascal_voc if pascal_voc is not None else is_pascal_voc_folder(root):
+        return ClassList((BACKGROUND, *VOC_CLASSES), "pascal-voc",
+                         "PASCAL VOC's 20 classes (a VOC devkit folder)")
+    names = tuple(annotation_names(root))
+    if not names:
+        raise DatasetError(f"{root.absolute()}: no object in Annotations/*.xml names a "
+                           "class, so the class list is unknown: pass --classes a,b,c or "
+                           f"write {root.absolute() / CLASSES_FILE}")
+    return ClassList((BACKGROUND, *check_class_names(names)), "annotations",
+                     f"the names in {root.absolute() / 'Annotations'}, sorted")
+
+
 def folder_classes(root: str | os.PathLike,
                    classes: Sequence[str] | None = None) -> tuple[str, ...]:
-    """The class list of a VOC-format folder, ``__background__`` first.
-
-    ``classes`` (names without the background) wins; else the folder's ``classes.txt``;
-    else the 20 VOC classes.
-    """
-    if classes is not None:
-        names = check_class_names(classes)
-    elif path_is(Path(root) / CLASSES_FILE):
-        names = read_class_file(Path(root) / CLASSES_FILE)
-    else:
-        names = VOC_CLASSES
-    return (BACKGROUND, *names)
+    """The class list of a VOC-format folder, ``__background__`` first (see
+    ``folder_class_list`` for the order of precedence)."""
+    return folder_class_list(root, classes).names
 
 
 # ----------------------------------------------------------------------------- split lists
@@ -197,18 +276,21 @@ def _size_from_file(path: Path) -> tuple[int, int]:
 
 
 def parse_object(obj: ET.Element, index: int, class_to_index: dict[str, int], width: int,
-                 height: int, where: str) -> tuple[np.ndarray, int, bool, bool]:
+                 height: int, where: str, class_hint: str = "") -> tuple[np.ndarray, int, bool, bool]:
     """One <object>: (box 0-based float32 (4,), class index, difficult, truncated).
 
-    Raises DatasetError naming ``where`` (the file), the object's index and class.
+    Raises DatasetError naming ``where`` (the file), the object's index and class; an
+    unknown class also gets ``class_hint`` (where the list came from, how to change it).
     """
     name = _text(obj, "name")
     label = f"{where}: object {index}" + (f" ('{name}')" if name else "")
     if not name:
         raise DatasetError(f"{label}: has no <name>")
     if name not in class_to_index:
-        known = ", ".join(list(class_to_index)[:25])
-        raise DatasetError(f"{label}: unknown class '{name}' (classes: {known})")
+        known = ", ".join(list(class_to_index)[:25]) + (", ..." if len(class_to_index) > 25
+                                                         else "")
+        raise DatasetError(f"{label}: unknown class '{name}' (classes: {known})"
+                           + (f"; {class_hint}" if class_hint else ""))
     bb = obj.find("bndbox")
     if bb is None:
         raise DatasetError(f"{label}: has no <bndbox>")
@@ -237,7 +319,7 @@ def parse_object(obj: ET.Element, index: int, class_to_index: dict[str, int], wi
 
 
 def read_annotation(root: str | os.PathLike, image_id: str, classes: Sequence[str],
-                    problems: Problems | None = None) -> dict | None:
+                    problems: Problems | None = None, class_hint: str = "") -> dict | None:
     """The record of one image (see the module docstring), or None when skipped.
 
     ``classes`` includes ``__background__`` first.  Bad objects are reported to
@@ -269,7 +351,7 @@ def read_annotation(root: str | os.PathLike, image_id: str, classes: Sequence[st
     for i, obj in enumerate(tree.findall("object")):
         try:
             box, label, diff, trunc = parse_object(obj, i, class_to_index, width, height,
-                                                   str(xml_path))
+                                                   str(xml_path), class_hint)
         except DatasetError as e:
             problems.report(e, "object")
             continue
@@ -291,7 +373,7 @@ def read_annotation(root: str | os.PathLike, image_id: str, classes: Sequence[st
 
 
 def load_voc(root: str | os.PathLike, split: str, classes: Sequence[str] | None = None,
-             skip_bad: bool = False, log=print) -> list[dict]:
+             skip_bad: bool = False, log=print, class_hint: str = "") -> list[dict]:
     """Every image record of a VOC-format folder's split.
 
     Args:
@@ -301,6 +383,8 @@ def load_voc(root: str | os.PathLike, split: str, classes: Sequence[str] | None 
             ``folder_classes``.
         skip_bad: skip bad images and objects with a warning and a count instead of raising.
         log: where the summary line goes (None: nowhere).
+        class_hint: added to an unknown class's error (where the class list came from and
+            how to change it).
     Raises:
         FileNotFoundError / DatasetError naming the file and object (unless skip_bad; the
         split list itself and the class list must always be good).
@@ -308,10 +392,16 @@ def load_voc(root: str | os.PathLike, split: str, classes: Sequence[str] | None 
     root = Path(root).absolute()
     if not path_is(root, "dir"):
         raise FileNotFoundError(f"dataset folder not found: {root}")
-    names = folder_classes(root, classes)
+    if classes is None:
+        class_list = folder_class_list(root)
+        names = class_list.names
+        class_hint = class_hint or (f"the class list is {class_list.where}; "
+                                    + class_list.fix(root))
+    else:
+        names = folder_classes(root, classes)
     ids = read_split(root, split)
     problems = Problems(skip=skip_bad)
-    records = [r for r in (read_annotation(root, i, names, problems) for i in ids)
+    records = [r for r in (read_annotation(root, i, names, problems, class_hint) for i in ids)
                if r is not None]
     if log is not None and problems.count:
         log(f"[data] {root} {split}: {problems.summary()}")

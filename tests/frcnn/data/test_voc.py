@@ -158,8 +158,8 @@ def test_image_named_by_the_xml_filename(voc_folder):
 # ----------------------------------------------------------------------------- classes
 
 def test_class_lists(voc_folder, tmp_path):
-    voc_folder.add("a")
-    assert folder_classes(voc_folder.root) == (BACKGROUND, *VOC_CLASSES)
+    voc_folder.add("a", obj_xml("dog", 1, 1, 5, 5))
+    assert folder_classes(voc_folder.root) == (BACKGROUND, "dog")  # no classes.txt: its names
     assert len(VOC_CLASSES) == 20
     (voc_folder.root / "classes.txt").write_text("# mine\n__background__\nzebra\n\nyak\n")
     assert folder_classes(voc_folder.root) == (BACKGROUND, "zebra", "yak")

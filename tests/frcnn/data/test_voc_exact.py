@@ -56,7 +56,14 @@ def test_check_class_names():
 
 
 def test_folder_classes_order_of_precedence(tmp_path):
-    assert folder_classes(tmp_path) == (BACKGROUND, *VOC_CLASSES)
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "Annotations" / "a.xml").write_text(
+        "<annotation><object><name>yak</name></object><object><name>cat</name></object>"
+        "</annotation>")
+    assert folder_classes(tmp_path) == (BACKGROUND, "cat", "yak")  # the annotations, sorted
+    devkit = tmp_path / "VOCdevkit" / "VOC2007"
+    devkit.mkdir(parents=True)
+    assert folder_classes(devkit) == (BACKGROUND, *VOC_CLASSES)  # a PASCAL VOC devkit folder
     assert VOC_CLASSES[0] == "aeroplane" and VOC_CLASSES[-1] == "tvmonitor"
     (tmp_path / "classes.txt").write_text("zebra\n")
     assert folder_classes(tmp_path) == (BACKGROUND, "zebra")
