@@ -21,11 +21,9 @@ RENAMES = {"circle": "cat", "square": "dog", "triangle": "bird"}  # all three ar
 
 
 @pytest.fixture(autouse=True)
-def restore_cfg():
-    saved = copy.deepcopy(config.cfg)
+def restore_cfg(cfg):
+    """Each test's commands install their cfg; the conftest's ``cfg`` puts it back."""
     yield
-    config.cfg.clear()
-    config.cfg.update(saved)
 
 
 def own_folder(root: Path, renames: dict[str, str] = RENAMES) -> Path:
