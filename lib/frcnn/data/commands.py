@@ -74,8 +74,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
             mark = "" if name in in_use else "   <- not in the class list"
             print(f"  {name:<16} {objects:6d} objects in {images:5d} images{mark}")
         if outside:
-            print(f"names outside the class list: {', '.join(outside)}; training would stop "
-                  f"at the first of them. {dataset.class_hint}")
+            print(f"names outside the class list: {', '.join(outside)} (training would stop "
+                  f"at the first of them); {dataset.class_hint.split('; `frcnn data info')[0]}")
             return 0
     _print_split_counts(dataset, dataset.load(skip_bad=args.skip_bad))
     return 0

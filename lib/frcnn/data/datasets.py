@@ -59,8 +59,10 @@ class Dataset:
         """Where the class list came from and how to change it (for error messages)."""
         if not self.classes_from:
             return ""
-        return (f"the class list is {self.classes_from}; "
-                + ClassList(self.classes, self.classes_source, self.classes_from).fix(self.root))
+        return (f"class list from {self.classes_from}: "
+                + ClassList(self.classes, self.classes_source, self.classes_from).fix(self.root)
+                + (f"; `frcnn data info {self.root}` lists the names in its annotations"
+                   if self.format == "voc" else ""))
 
     @property
     def num_classes(self) -> int:

@@ -144,8 +144,11 @@ class ClassList:
 
     def fix(self, root: str | os.PathLike) -> str:
         """How to change the list (for error messages)."""
-        return (f"to change the class list, write {Path(root) / CLASSES_FILE} (one name a "
-                "line, in the order the model should have) or pass --classes a,b,c")
+        if self.source == "file":
+            return (f"add the missing names to {self.where} (one a line, in the model's "
+                    "output order) or pass --classes a,b,c")
+        return (f"to choose the list, write {Path(root) / CLASSES_FILE} (one name a line, in "
+                "the model's output order) or pass --classes a,b,c")
 
 
 def folder_class_list(root: str | os.PathLike, classes: Sequence[str] | None = None,
@@ -395,7 +398,7 @@ def load_voc(root: str | os.PathLike, split: str, classes: Sequence[str] | None 
     if classes is None:
         class_list = folder_class_list(root)
         names = class_list.names
-        class_hint = class_hint or (f"the class list is {class_list.where}; "
+        class_hint = class_hint or (f"class list from {class_list.where}: "
                                     + class_list.fix(root))
     else:
         names = folder_classes(root, classes)
