@@ -1,4 +1,5 @@
-"""The benchmark scripts as modules (they live outside the package, in benchmarks/)."""
+"""The benchmark scripts as modules (they live outside the package, in benchmarks/; the
+tools beside them in tools/)."""
 from __future__ import annotations
 
 import importlib.util
@@ -9,9 +10,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def load_benchmark(name: str):
-    """benchmarks/<name>.py imported as a module."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+def load_benchmark(name: str, folder: str = "benchmarks"):
+    """<folder>/<name>.py imported as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -19,7 +20,7 @@ def load_benchmark(name: str):
 
 @pytest.fixture(scope="module")
 def rf():
-    return load_benchmark("readme_figures")
+    return load_benchmark("readme_figures", "tools")
 
 
 @pytest.fixture(scope="module")

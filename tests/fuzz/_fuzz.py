@@ -1,7 +1,7 @@
 """What the fuzz properties share: the budget, a hang guard, input mutators, a case tally.
 
 Budget: ``FRCNN_FUZZ_EXAMPLES`` examples per property (default 60, derandomized: the CI
-run is the same every time).  ``benchmarks/fuzz.py`` sets it large for the long run, which
+run is the same every time).  ``tools/fuzz.py`` sets it large for the long run, which
 is random (a new seed each run) and keeps Hypothesis' example database, so a failure found
 once is replayed first next time.
 

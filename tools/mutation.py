@@ -1,6 +1,6 @@
 """Mutation check of the pure cores: does the test suite notice small faults?
 
-Run:  python benchmarks/mutation.py [MODULE ...] [--seed 0] [--per-file 60] [--timeout 60]
+Run:  python tools/mutation.py [MODULE ...] [--seed 0] [--per-file 60] [--timeout 60]
                                     [--jobs 1] [--list] [--show-equivalent] [--suggest]
 
 MODULE is a path (lib/frcnn/boxes.py), a name relative to lib/frcnn (boxes, data/roidb) or
@@ -21,7 +21,7 @@ tests, never the Caffe-net ones) run with ``pytest -x -q`` in a subprocess.  A f
 erroring or timed-out run kills the mutant.  The unmutated copy must pass first.
 
 Survivors judged equivalent (no test can tell them apart from the original) are listed
-with the reason in benchmarks/mutation_equivalent.md, keyed by file, enclosing function,
+with the reason in tools/mutation_equivalent.md, keyed by file, enclosing function,
 the mutated line's text and the mutation (so line numbers may move); the report gives
 killed / survived per file, the score over all mutants and over the non-equivalent ones,
 and the diff of every non-equivalent survivor.  The exit status is 1 when a module's
@@ -54,7 +54,7 @@ from typing import Callable, Iterator
 ROOT = Path(__file__).resolve().parents[1]
 LIB = ROOT / "lib"
 PACKAGE = LIB / "frcnn"
-EQUIVALENT_FILE = ROOT / "benchmarks" / "mutation_equivalent.md"
+EQUIVALENT_FILE = ROOT / "tools" / "mutation_equivalent.md"
 
 #: Modules checked by default (relative to lib/frcnn): the pure cores.
 DEFAULT_MODULES = (

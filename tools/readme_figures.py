@@ -1,6 +1,6 @@
 """The README's figures from a fresh run: every table, with its command and machine.
 
-    python benchmarks/readme_figures.py [--quick] [--only SECTION ...] [--demo]
+    python tools/readme_figures.py [--quick] [--only SECTION ...] [--demo]
                                         [--out output/readme_figures] [--from DIR]
 
 Runs the benchmarks behind the README's tables, each in its own process with its output
@@ -833,8 +833,8 @@ def _display(argv: Sequence[str]) -> str:
     return " ".join(shlex.quote(str(a)) for a in argv)
 
 
-def _script(name: str) -> str:
-    path = ROOT / "benchmarks" / name
+def _script(name: str, folder: str = "benchmarks") -> str:
+    path = ROOT / folder / name
     try:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
@@ -1025,7 +1025,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    command = "python " + _script("readme_figures.py") + (
+    command = "python " + _script("readme_figures.py", "tools") + (
         " " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
         if (argv if argv is not None else sys.argv[1:]) else "")
     if args.source:

@@ -1,4 +1,4 @@
-"""benchmarks/readme_figures.py: its pure renderers on hand-made data (the README's column
+"""tools/readme_figures.py: its pure renderers on hand-made data (the README's column
 layouts), --from on saved outputs, and quick real runs of the NMS and OpenBLAS sections."""
 from __future__ import annotations
 

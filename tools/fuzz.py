@@ -1,6 +1,6 @@
 """The long fuzz run: the properties of tests/fuzz/ with a large budget.
 
-    python benchmarks/fuzz.py [--examples N] [--targets layer_params,config,...] [--seed S]
+    python tools/fuzz.py [--examples N] [--targets layer_params,config,...] [--seed S]
 
 Runs ``tests/fuzz/test_<target>_fuzz.py`` under pytest with ``FRCNN_FUZZ_EXAMPLES=N``
 (random, not derandomized as in CI; Hypothesis' example database under .hypothesis/ keeps
@@ -11,7 +11,7 @@ error.  The exit status is 1 when something was found.
 Targets: the test files' names: layer_params, config, voc, coco, proposals, images,
 model_files.  The test process runs under an address-space limit (``--memory-gb``, 6), so an
 input that blows memory up is a MemoryError finding, not an exhausted machine.  On a shared
-machine, run it niced: ``nice -n 10 python benchmarks/fuzz.py``.
+machine, run it niced: ``nice -n 10 python tools/fuzz.py``.
 """
 from __future__ import annotations
 
