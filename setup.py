@@ -18,6 +18,7 @@ it, 11.1 s against 6.3 s for roi_pool.c).  Measured on the 2-vCPU Intel Xeon mac
 """
 import glob
 import os
+import re
 import sys
 
 import numpy
@@ -26,6 +27,11 @@ from setuptools import Extension, find_packages, setup
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "nms"))
 from build_cuda import BuildExtWithCuda, build_jobs, cuda_extensions  # noqa: E402
+
+# The version is frcnn.__version__ (one place), read without importing the package.
+VERSION = re.search(r'^__version__ = "([^"]+)"', open(os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "lib", "frcnn", "__init__.py")).read(),
+    re.M).group(1)
 
 # Every nms/<name>.pyx but the GPU wrappers becomes the CPU kernel frcnn._native.<name>.
 cpu_extensions = [
@@ -43,7 +49,7 @@ cpu_extensions = [
 
 setup(
     name="squeezenet-frcnn",
-    version="0.1.0",
+    version=VERSION,
     description="SqueezeNet Faster R-CNN with online hard example mining, as Caffe Python layers",
     python_requires=">=3.9",
     package_dir={

@@ -40,7 +40,6 @@ import json
 import os
 import sys
 import time
-import warnings
 from typing import Callable
 
 import numpy as np
@@ -51,7 +50,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 from frcnn.anchors import generate_anchors, shifted_anchors  # noqa: E402
 from frcnn.boxes import bbox_transform_inv, clip_boxes  # noqa: E402
 from frcnn.config import cfg  # noqa: E402
-from frcnn.nms import NMSBackendWarning, nms_cpu, nms_reference  # noqa: E402
+from frcnn.nms import nms_cpu, nms_reference  # noqa: E402
 from frcnn.proposals import map_to_anchor_order  # noqa: E402
 from frcnn.testing import NumpyBlob, make_layer  # noqa: E402
 
@@ -143,15 +142,13 @@ def bench_layer(repeat: int, ref_repeat: int, seed: int, out=sys.stdout) -> list
         layer = make_layer(ProposalLayer, "'feat_stride': 16", phase=phase)
         bottom = [NumpyBlob(probs), NumpyBlob(deltas), NumpyBlob(im_info)]
         top = [NumpyBlob(), NumpyBlob()]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NMSBackendWarning)
-            layer.setup(bottom, top)
+        layer.setup(bottom, top)
 
-            def ours():
-                layer.forward(bottom, top)
-                return top[0].data[:, 1:].copy()
+        def ours():
+            layer.forward(bottom, top)
+            return top[0].data[:, 1:].copy()
 
-            t_ours, rois = median_ms(ours, repeat)
+        t_ours, rois = median_ms(ours, repeat)
         args = (fg, deltas, anchors, IM_INFO, c.RPN_PRE_NMS_TOP_N, c.RPN_POST_NMS_TOP_N,
                 c.RPN_NMS_THRESH, c.RPN_MIN_SIZE)
         t_cy, (ref_cy, _) = median_ms(lambda: straightforward(*args, nms_fn=nms_cpu), repeat)
@@ -182,18 +179,16 @@ def bench_net(repeat: int, seed: int, out=sys.stdout) -> dict:
     net.blobs["im_info"].data[...] = np.array([IM_INFO], np.float32)
     names = list(net._layer_names)
     types = [layer.type for layer in net.layers]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NMSBackendWarning)
-        net.forward()  # warm-up
-        whole, per_layer = [], np.zeros((max(1, repeat), len(names)))
-        for r in range(max(1, repeat)):
+    net.forward()  # warm-up
+    whole, per_layer = [], np.zeros((max(1, repeat), len(names)))
+    for r in range(max(1, repeat)):
+        t0 = time.perf_counter()
+        net.forward()
+        whole.append(time.perf_counter() - t0)
+        for i in range(len(names)):
             t0 = time.perf_counter()
-            net.forward()
-            whole.append(time.perf_counter() - t0)
-            for i in range(len(names)):
-                t0 = time.perf_counter()
-                net._forward(i, i)
-                per_layer[r, i] = time.perf_counter() - t0
+            net._forward(i, i)
+            per_layer[r, i] = time.perf_counter() - t0
     per_layer_ms = np.median(per_layer, axis=0) * 1e3
     total_ms = float(np.median(whole)) * 1e3
     layers_ms = float(per_layer_ms.sum())

@@ -32,7 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from frcnn import devices
-from frcnn.data.blobs import im_list_to_blob, prep_im_for_blob, read_image
+from frcnn.data.blobs import im_list_to_blob, prep_im_for_blob
 from frcnn.detection import decode_boxes, select_detections
 from frcnn.train import read_sidecar
 
@@ -160,9 +160,6 @@ class DetectorBase:
         s = self.settings
         return select_detections(scores, boxes, s.score_thresh, s.nms_thresh, s.max_per_image,
                                  device_id=-1)
-
-    def detect_file(self, path: str | os.PathLike) -> list[np.ndarray]:
-        return self.detect(read_image(path))
 
 
 class Detector(DetectorBase):

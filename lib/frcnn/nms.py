@@ -27,7 +27,6 @@ from typing import Any, Callable
 import numpy as np
 
 __all__ = [
-    "NMSBackendWarning",
     "available_backends",
     "gpu_device_count",
     "nms",
@@ -36,12 +35,6 @@ __all__ = [
     "nms_gpu",
     "nms_reference",
 ]
-
-
-class NMSBackendWarning(RuntimeWarning):
-    """Kept for code that filters it; no longer issued: a fallback the user asked about
-    (GPU NMS asked for but unusable, or the Cython kernel not built) is one stderr line per
-    process instead (no source line), and the 'auto' choice falls back silently."""
 
 
 try:  # the Cython CPU kernel; always built by ``pip install -e .``

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import frcnn.nms as fnms
-from frcnn.nms import NMSBackendWarning, nms, nms_cpu, nms_reference
+from frcnn.nms import nms, nms_cpu, nms_reference
 
 cpu_nms = pytest.importorskip("frcnn._native.cpu_nms", reason="Cython extension not built")
 
@@ -267,7 +267,8 @@ def test_property_cpu_equals_reference(dets, thresh, max_keep):
 # ------------------------------------------------------------------ backend choice
 
 def _ours(caught):
-    return [w for w in caught if issubclass(w.category, NMSBackendWarning)]
+    """Warnings frcnn.nms raised (it raises none: a fallback is one stderr line)."""
+    return [w for w in caught if "frcnn" in str(w.filename) or "nms" in str(w.message)]
 
 
 def test_backends_and_the_auto_default_is_silent(monkeypatch, capsys):

@@ -2,14 +2,12 @@
 returns exactly what the straightforward pipeline returns: same rois, same order."""
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pytest
 
 from frcnn import proposals
 from frcnn.anchors import generate_anchors, shifted_anchors
-from frcnn.nms import NMSBackendWarning
 from frcnn.proposals import ProposalParams, proposals_from_rpn
 from frcnn.testing import NumpyBlob, make_layer
 from tests.frcnn.test_proposals import _straightforward
@@ -210,10 +208,8 @@ def test_the_layer_equals_the_straightforward_pipeline(phase, cfg):
     layer = make_layer(ProposalLayer, "'feat_stride': 16", phase=phase)
     bottom = [NumpyBlob(probs), NumpyBlob(deltas), NumpyBlob(im_info[None])]
     top = [NumpyBlob(), NumpyBlob()]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NMSBackendWarning)
-        layer.setup(bottom, top)
-        layer.forward(bottom, top)
+    layer.setup(bottom, top)
+    layer.forward(bottom, top)
     c = cfg[phase]
     p = ProposalParams(c.RPN_PRE_NMS_TOP_N, c.RPN_POST_NMS_TOP_N, c.RPN_NMS_THRESH,
                        c.RPN_MIN_SIZE)

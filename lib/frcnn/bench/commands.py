@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -178,7 +177,6 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict:
     from frcnn import config
     from frcnn.bench import arithmetic, inference, models, report, training
     from frcnn.bench.nets import import_caffe
-    from frcnn.nms import NMSBackendWarning
 
     start = time.time()
     import_caffe()
@@ -195,47 +193,45 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict:
     for line in report.header_lines(results):
         log(line)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NMSBackendWarning)
-        if "inference" in opts.parts:
-            nets = _inference_nets()
-            log(f"[bench] inference: {len(nets)} test nets x {len(opts.sizes)} sizes, "
-                f"{opts.warmup} + {opts.repeats} runs each")
-            runs = []
-            for size in opts.sizes:
-                for label, variant in nets:
-                    runs.append(inference.bench_inference(
-                        label, variant, size, opts.repeats, opts.warmup, opts.seed, overrides,
-                        log))
-            results["inference"] = runs
-            results["ratios"] = zf_ratios(runs)
-        if "arithmetic" in opts.parts:
-            log(f"[bench] reference GEMM {opts.gemm_n}^3 (numpy, Caffe InnerProduct)")
-            results["arithmetic"] = {
-                "numpy_gemm": arithmetic.numpy_gemm_rate(opts.gemm_n, seed=opts.seed),
-                "caffe_gemm": arithmetic.caffe_gemm_rate(opts.gemm_n, seed=opts.seed),
-                "nets": arithmetic_rates(results.get("inference", [])),
-            }
-        if "training" in opts.parts:
-            nets = _training_nets()
-            log(f"[bench] training: {len(nets)} train nets x {len(opts.sizes)} sizes, "
-                f"{opts.warmup} + {opts.train_repeats} iterations each, and the data layer")
-            runs, data = [], {}
-            for size in opts.sizes:
-                data[f"{size[0]}x{size[1]}"] = training.bench_data_layer(
-                    size, max(opts.train_repeats, 3), opts.warmup, opts.seed, log=log)
-                for label, variant in nets:
-                    runs.append(training.bench_training(
-                        label, variant, size, opts.train_repeats, opts.warmup, opts.seed,
-                        overrides, log))
-            results["training"], results["data_layer"] = runs, data
-        if "models" in opts.parts:
-            log(f"[bench] models: K = {', '.join(map(str, opts.model_classes))}")
-            sizes = []
-            for label, variant in _inference_nets():
-                for k in opts.model_classes:
-                    sizes.append(models.model_size(label, variant.replace(num_classes=k), log))
-            results["models"] = sizes
+    if "inference" in opts.parts:
+        nets = _inference_nets()
+        log(f"[bench] inference: {len(nets)} test nets x {len(opts.sizes)} sizes, "
+            f"{opts.warmup} + {opts.repeats} runs each")
+        runs = []
+        for size in opts.sizes:
+            for label, variant in nets:
+                runs.append(inference.bench_inference(
+                    label, variant, size, opts.repeats, opts.warmup, opts.seed, overrides,
+                    log))
+        results["inference"] = runs
+        results["ratios"] = zf_ratios(runs)
+    if "arithmetic" in opts.parts:
+        log(f"[bench] reference GEMM {opts.gemm_n}^3 (numpy, Caffe InnerProduct)")
+        results["arithmetic"] = {
+            "numpy_gemm": arithmetic.numpy_gemm_rate(opts.gemm_n, seed=opts.seed),
+            "caffe_gemm": arithmetic.caffe_gemm_rate(opts.gemm_n, seed=opts.seed),
+            "nets": arithmetic_rates(results.get("inference", [])),
+        }
+    if "training" in opts.parts:
+        nets = _training_nets()
+        log(f"[bench] training: {len(nets)} train nets x {len(opts.sizes)} sizes, "
+            f"{opts.warmup} + {opts.train_repeats} iterations each, and the data layer")
+        runs, data = [], {}
+        for size in opts.sizes:
+            data[f"{size[0]}x{size[1]}"] = training.bench_data_layer(
+                size, max(opts.train_repeats, 3), opts.warmup, opts.seed, log=log)
+            for label, variant in nets:
+                runs.append(training.bench_training(
+                    label, variant, size, opts.train_repeats, opts.warmup, opts.seed,
+                    overrides, log))
+        results["training"], results["data_layer"] = runs, data
+    if "models" in opts.parts:
+        log(f"[bench] models: K = {', '.join(map(str, opts.model_classes))}")
+        sizes = []
+        for label, variant in _inference_nets():
+            for k in opts.model_classes:
+                sizes.append(models.model_size(label, variant.replace(num_classes=k), log))
+        results["models"] = sizes
     results["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     results["seconds"] = round(time.time() - start, 1)
     results["notes"] = _notes(results)
@@ -244,13 +240,11 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict:
 
 def _cmd_bench_backends(args: argparse.Namespace) -> int:
     import json
-    import warnings
 
     from frcnn.bench import arithmetic
     from frcnn.bench.backends import bench_backends, format_table
     from frcnn.bench.nets import import_caffe
     from frcnn.fileio import write_atomic
-    from frcnn.nms import NMSBackendWarning
     from frcnn.nets.variants import preset
 
     quick = args.quick
@@ -266,12 +260,10 @@ def _cmd_bench_backends(args: argparse.Namespace) -> int:
           f"{gemm['macs_per_s'] / 1e9:.1f} GMAC/s", flush=True)
     nets = [("squeezenet", preset("squeezenet/faster_rcnn_end2end")),
             ("zf", preset("zf/faster_rcnn_end2end"))]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NMSBackendWarning)
-        rows = bench_backends(nets, sizes, backends, repeats, warmup, args.seed or 0,
-                              gemm["macs_per_s"],
-                              overrides=overrides,
-                              log=lambda line: print(line, flush=True))
+    rows = bench_backends(nets, sizes, backends, repeats, warmup, args.seed or 0,
+                          gemm["macs_per_s"],
+                          overrides=overrides,
+                          log=lambda line: print(line, flush=True))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "backends.json", json.dumps(

@@ -22,9 +22,6 @@ import numpy as np
 
 from frcnn.bench import nets as bnets
 
-# Python layers of the train nets, by layer name, and their classes
-PYTHON_LAYERS = {"rpn-data": "AnchorTargetLayer", "proposal": "ProposalLayer",
-                 "roi-data": "ProposalTargetLayer", "hard_roi_mining": "OHEMDataLayer"}
 STAGES = bnets.STAGES
 
 
