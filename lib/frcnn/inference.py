@@ -34,7 +34,7 @@ import numpy as np
 from frcnn import devices
 from frcnn.data.blobs import im_list_to_blob, prep_im_for_blob
 from frcnn.detection import decode_boxes, select_detections
-from frcnn.train import read_sidecar
+from frcnn.caffe_files import read_sidecar
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from frcnn.fileio import atomic_path, file_sha256
 def check_weights_fit(net: Any, model: str | os.PathLike) -> int:
     """Raise ValueError unless every layer of ``model`` that ``net`` (a caffe.Net) also has
     holds as many blobs of the same shapes; return the number of layers that will load."""
-    from frcnn.deploy.caffe_files import read_caffemodel
+    from frcnn.caffe_files import read_caffemodel
 
     weights = read_caffemodel(model)
     matched = 0

@@ -29,7 +29,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import math
 import os
 import shutil
@@ -43,16 +42,19 @@ from typing import Any, Sequence
 import numpy as np
 
 from frcnn import devices
+# read_sidecar, SIDECAR_SUFFIX and write_solver are frcnn.caffe_files', re-exported for code
+# that took them from here
+from frcnn.caffe_files import (SIDECAR_SUFFIX, read_sidecar, read_solver,  # noqa: F401
+                               read_solver_state, write_binary_proto, write_sidecar,
+                               write_solver, write_text_proto)
 from frcnn.detection import fold_bbox_normalization
 from frcnn.fileio import check_writable, write_atomic
-from frcnn.fileio import file_sha256
 from frcnn.model_files import save_net_atomically
 from frcnn.train_history import LossHistory, LRSchedule, learning_rate
 from frcnn.train_state import (find_snapshots, global_rng_states, iteration_seed,
                                latest_complete_snapshot, read_train_state,
                                set_global_rng_states, train_state_path, write_train_state)
 
-SIDECAR_SUFFIX = ".frcnn.json"
 STAGING = ".partial"  # in the state folder: Caffe's snapshot before it is renamed
 
 
@@ -96,53 +98,6 @@ class TrainOptions:
     plot: bool = True                            # and loss.png (when matplotlib imports)
 
 
-def read_solver_param(path: str | os.PathLike) -> Any:
-    """A solver prototxt as a caffe_pb2.SolverParameter; ValueError naming the file when it
-    does not parse."""
-    from google.protobuf import text_format
-
-    from caffe.proto import caffe_pb2
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"solver not found: {path}")
-    param = caffe_pb2.SolverParameter()
-    try:
-        text_format.Merge(path.read_text(), param)
-    except text_format.ParseError as e:
-        raise ValueError(f"solver {path} does not parse: {e}") from None
-    return param
-
-
-def write_sidecar(model_path: str | os.PathLike, meta: dict) -> None:
-    """Write ``<model>.frcnn.json`` (atomically): what the test path must know about the
-    model, plus the model file's size and sha256 (``model_bytes``, ``model_sha256``: checked
-    by frcnn.model_files.check_model_record before the model is loaded)."""
-    path = Path(str(model_path) + SIDECAR_SUFFIX)
-    if Path(model_path).is_file():
-        meta = {**meta, "model_bytes": Path(model_path).stat().st_size,
-                "model_sha256": file_sha256(model_path)}
-    write_atomic(path, (json.dumps(meta, indent=2) + "\n").encode())
-
-
-def read_sidecar(model_path: str | os.PathLike) -> dict | None:
-    """The sidecar of a model, or None (e.g. a model from plain ``caffe train``).
-
-    Raises ValueError naming the sidecar when it is not a JSON object (damaged)."""
-    path = Path(str(model_path) + SIDECAR_SUFFIX)
-    if not path.exists():
-        return None
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise ValueError(f"{path}: the model's sidecar is damaged (not JSON: {e}); restore it "
-                         f"or delete it and pass --net") from None
-    if not isinstance(meta, dict):
-        raise ValueError(f"{path}: the model's sidecar is damaged (a JSON {type(meta).__name__}, "
-                         f"not an object); restore it or delete it and pass --net")
-    return meta
-
-
 def _format_seconds(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -157,7 +112,7 @@ class Trainer:
         self._caffe = caffe
         self.options = options
         self.out = check_writable(options.output_dir)
-        self.solver_param = read_solver_param(options.solver)
+        self.solver_param = read_solver(options.solver)
         prefix = self.solver_param.snapshot_prefix or str(self.out / "state" / options.prefix)
         if prefix.endswith(("/", os.sep)):  # Caffe's "a folder, no name"
             self.state_dir, self.state_prefix = Path(prefix).absolute(), ""
@@ -209,8 +164,6 @@ class Trainer:
     def _make_solver(self) -> Any:
         """The solver, from a copy of the solver file whose snapshot_prefix points into the
         staging folder (Caffe writes in place; ``snapshot`` renames into ``state/``)."""
-        from google.protobuf import text_format
-
         param = type(self.solver_param)()
         param.CopyFrom(self.solver_param)
         param.snapshot_prefix = f"{self._staging}{os.sep}{self.state_prefix}"
@@ -218,7 +171,7 @@ class Trainer:
         param.snapshot = 0  # the driver snapshots
         self._staging.mkdir(parents=True, exist_ok=True)
         copy = self._staging / "solver.prototxt"
-        copy.write_text(text_format.MessageToString(param))
+        write_text_proto(copy, param)
         try:
             return self._caffe.get_solver(str(copy))  # honours the solver's type
         finally:
@@ -258,17 +211,9 @@ class Trainer:
         """``solver.restore`` after checking in Python what Caffe would abort on: the file
         parses, the weights it names exist (else the file of that name beside it: a run
         folder that was moved) and fit the net."""
-        from caffe.proto import caffe_pb2
-        from google.protobuf.message import DecodeError
-
         from frcnn.model_files import check_weights_fit
 
-        state = caffe_pb2.SolverState()
-        try:
-            state.ParseFromString(path.read_bytes())
-        except DecodeError as e:
-            raise ValueError(f"{path}: not a Caffe solver state ({e}): a damaged file? "
-                             f"Resume from an earlier one in {path.parent}") from None
+        state = read_solver_state(path)
         target = path
         if state.learned_net:
             if not isinstance(state.learned_net, str):  # protobuf hands non-UTF-8 back as bytes
@@ -282,7 +227,7 @@ class Trainer:
                                             f"not exist (nor {beside})")
                 state.learned_net = str(beside.absolute())
                 target = self._staging / path.name
-                write_atomic(target, state.SerializeToString())
+                write_binary_proto(target, state)
                 weights = beside
             check_weights_fit(self.net, weights)
         # Caffe aborts unless the history has one (SGD, Nesterov, AdaGrad, RMSProp) or two
@@ -388,8 +333,6 @@ class Trainer:
         """Caffe's solver state and raw weights, written into the staging folder, renamed
         into ``state/`` (the solver state pointing at the renamed weights); then loss.csv,
         then the train state, which marks the snapshot complete; then loss.png."""
-        from caffe.proto import caffe_pb2
-
         name = f"{self.state_prefix}_iter_{it}"
         staged_weights = self._staging / f"{name}.caffemodel"
         staged_state = self._staging / f"{name}.solverstate"
@@ -403,10 +346,9 @@ class Trainer:
         with open(staged_weights, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(staged_weights, weights)
-        state = caffe_pb2.SolverState()
-        state.ParseFromString(staged_state.read_bytes())
+        state = read_solver_state(staged_state)
         state.learned_net = str(weights)
-        write_atomic(solverstate, state.SerializeToString())
+        write_binary_proto(solverstate, state)
         staged_state.unlink()
         if self.options.history:
             write_atomic(self.csv_path, self.history.csv_bytes())
@@ -525,25 +467,3 @@ class Trainer:
                 raise TrainingInterrupted(self._signal, it, snapped, self.state_dir /
                                           f"{self.state_prefix}_iter_{it}.solverstate")
         return self.snapshot()
-
-
-def write_solver(template: str, dest: str | os.PathLike, overrides: dict[str, Any]) -> str:
-    """Copy a solver prototxt, replacing or adding top-level fields (paths quoted)."""
-    from google.protobuf import text_format
-
-    from caffe.proto import caffe_pb2
-
-    solver = caffe_pb2.SolverParameter()
-    with open(template) as f:
-        text_format.Merge(f.read(), solver)
-    for key, value in overrides.items():
-        field_desc = solver.DESCRIPTOR.fields_by_name[key]
-        repeated = getattr(field_desc, "is_repeated", None)
-        if repeated is None:  # older protobuf
-            repeated = field_desc.label == field_desc.LABEL_REPEATED
-        if repeated:
-            getattr(solver, key)[:] = value if isinstance(value, (list, tuple)) else [value]
-        else:
-            setattr(solver, key, value)
-    Path(dest).write_text(text_format.MessageToString(solver))
-    return str(dest)

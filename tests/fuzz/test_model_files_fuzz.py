@@ -1,4 +1,4 @@
-"""Fuzz: model files checked in Python before Caffe reads them (frcnn.deploy.caffe_files,
+"""Fuzz: model files checked in Python before Caffe reads them (frcnn.caffe_files,
 frcnn.model_files, frcnn.deploy.manifest).
 
 Contract (their docstrings): ``read_caffemodel`` and ``read_prototxt`` raise
@@ -22,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from caffe.proto import caffe_pb2
-from frcnn.deploy import caffe_files
+from frcnn import caffe_files
 from frcnn.deploy.manifest import ExportFolderError, load_manifest, sha256_of
 from frcnn.model_files import check_weights_fit
 from tests.fuzz._fuzz import (FUZZ, count, json_values, mutated_bytes, mutated_text,
@@ -225,7 +225,7 @@ _SIDECAR = {"net": "test.prototxt", "classes": ["__background__", "a"], "model_b
 def test_sidecars(how, data):
     count()
     from frcnn.model_files import check_model_record
-    from frcnn.train import read_sidecar
+    from frcnn.caffe_files import read_sidecar
 
     doc = _SIDECAR
     if how == "tree":

@@ -39,7 +39,7 @@ def run_export(req: ExportRequest) -> Path:
     """Write the export folder; return the manifest's path."""
     from frcnn.app.runs import install_cfg, merged_cfg, model_context
     from frcnn.app.testing import resolve_test_net
-    from frcnn.deploy.caffe_files import read_caffemodel
+    from frcnn.caffe_files import read_caffemodel
     from frcnn.deploy.export import export_onnx, fold_into, plan_split
     from frcnn.deploy.manifest import write_manifest
     from frcnn.layer_params import parse_param_str
@@ -72,7 +72,7 @@ def run_export(req: ExportRequest) -> Path:
         section, plan = export_onnx(net, weights, out)
         manifest["onnx"] = section
     if plan is None:
-        from frcnn.deploy.caffe_files import net_inputs, read_prototxt, test_phase_layers
+        from frcnn.caffe_files import net_inputs, read_prototxt, test_phase_layers
 
         parsed = read_prototxt(net)
         plan = plan_split(test_phase_layers(parsed), net_inputs(parsed), str(net))

@@ -61,7 +61,7 @@ def run_proposals(req: ProposalsRequest) -> Path:
     install_cfg(c)  # the ProposalLayer reads TEST.RPN_* when the net is built
     devices.apply(caffe)
     from frcnn.model_files import check_model_record, load_weights
-    from frcnn.train import read_sidecar
+    from frcnn.caffe_files import read_sidecar
 
     check_model_record(req.model, read_sidecar(req.model))  # truncated or edited: an error
     net = caffe.Net(req.net, caffe.TEST)

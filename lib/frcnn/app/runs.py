@@ -30,7 +30,7 @@ from typing import Any, Sequence
 from easydict import EasyDict
 
 from frcnn import config
-from frcnn.train import read_sidecar
+from frcnn.caffe_files import read_sidecar
 
 
 def merged_cfg(base_files: Sequence[str | Path] = (), cfg_file: str | None = None,

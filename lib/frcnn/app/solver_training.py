@@ -42,16 +42,6 @@ class SolverNet:
     num_classes: int | None        # from the data layer's param_str
 
 
-def _read_text_proto(path: Path, message: Any, what: str) -> Any:
-    from google.protobuf import text_format
-
-    try:
-        text_format.Merge(path.read_text(), message)
-    except text_format.ParseError as e:
-        raise ValueError(f"{what} {path} does not parse: {e}") from None
-    return message
-
-
 def resolve_net_path(name: str, solver_path: Path) -> Path:
     """A net path of a solver: as Caffe reads it (from the current directory), else from the
     solver's folder; FileNotFoundError naming both."""
@@ -70,12 +60,11 @@ def read_solver_net(solver_path: str | os.PathLike) -> SolverNet:
     clear message when the solver names no train net or the net has no RoIDataLayer."""
     from caffe.proto import caffe_pb2
 
+    from frcnn.caffe_files import read_solver, read_text_proto
     from frcnn.layer_params import parse_param_str
 
     path = Path(solver_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"solver not found: {path}")
-    solver = _read_text_proto(path, caffe_pb2.SolverParameter(), "solver")
+    solver = read_solver(path)
     net = caffe_pb2.NetParameter()
     train_net: Path | None = None
     if solver.HasField("train_net_param") or solver.HasField("net_param"):
@@ -83,7 +72,7 @@ def read_solver_net(solver_path: str | os.PathLike) -> SolverNet:
                      else solver.net_param)
     elif solver.train_net or solver.net:
         train_net = resolve_net_path(solver.train_net or solver.net, path)
-        _read_text_proto(train_net, net, "train net")
+        read_text_proto(train_net, net, "train net")
     else:
         raise ValueError(f"solver {path} names no train net ('train_net' or 'net')")
     where = train_net or f"{path} (inline net)"
@@ -100,7 +89,7 @@ def read_solver_net(solver_path: str | os.PathLike) -> SolverNet:
 
 def write_run_solver(sn: SolverNet, dest: Path, max_iter: int, snapshot_prefix: str) -> Path:
     """The solver with absolute net paths, max_iter and snapshot_prefix; without test nets."""
-    from google.protobuf import text_format
+    from frcnn.caffe_files import write_text_proto
 
     from caffe.proto import caffe_pb2
 
@@ -116,8 +105,7 @@ def write_run_solver(sn: SolverNet, dest: Path, max_iter: int, snapshot_prefix: 
     solver.snapshot_prefix = snapshot_prefix
     solver.snapshot = 0  # the driver snapshots (folded, with sidecars)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(text_format.MessageToString(solver))
-    return dest
+    return write_text_proto(dest, solver)
 
 
 def run_solver_train(req) -> str:

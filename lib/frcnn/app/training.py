@@ -65,7 +65,8 @@ def run_train(req: TrainRequest) -> str:
     from frcnn.data.datasets import get_dataset
     from frcnn.data.roidb import training_roidb
     from frcnn.nets import generate, variants
-    from frcnn.train import TrainOptions, write_solver
+    from frcnn.caffe_files import write_solver
+    from frcnn.train import TrainOptions
 
     if req.solver:
         if req.net:

@@ -33,17 +33,15 @@ def _prepare(label: str, variant: Any, work: Path, seed: int) -> tuple[str, str,
     The model's run cfg is the global cfg of the moment (the variant's and the bench's
     overrides), so the export's proposal settings are those the Caffe reference runs with.
     """
-    from google.protobuf import text_format
-
     from frcnn import config
     from frcnn.app.export import ExportRequest, run_export
     from frcnn.bench import nets as bnets
-    from frcnn.train import write_sidecar
+    from frcnn.caffe_files import write_sidecar, write_text_proto
 
     folder = work / label.replace("/", "_").replace(" ", "_")
     folder.mkdir(parents=True, exist_ok=True)
     net_path = folder / "test.prototxt"
-    net_path.write_text(text_format.MessageToString(bnets.variant_net_param(variant, "test")))
+    write_text_proto(net_path, bnets.variant_net_param(variant, "test"))
     net = bnets.load_net(bnets.variant_net_param(variant, "test"), "TEST")
     bnets.randomize(net, seed)
     model = folder / "model.caffemodel"

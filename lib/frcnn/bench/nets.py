@@ -74,8 +74,7 @@ def variant_cfg(variant: Any, overrides: Mapping | None = None) -> Iterator[Any]
 
 def variant_net_param(variant: Any, which: str) -> Any:
     """The variant's generated ``test`` or ``train`` net as a caffe_pb2.NetParameter."""
-    from google.protobuf import text_format
-
+    from frcnn.caffe_files import parse_text
     from frcnn.nets.generate import render
 
     import_caffe()
@@ -84,20 +83,18 @@ def variant_net_param(variant: Any, which: str) -> Any:
     if which not in ("test", "train"):
         raise ValueError(f"which must be 'test' or 'train', got {which!r}")
     param = caffe_pb2.NetParameter()
-    text_format.Merge(render(variant, net_dir="")[f"{which}.prototxt"], param)
-    return param
+    return parse_text(render(variant, net_dir="")[f"{which}.prototxt"], param,
+                      f"{variant.name} {which}.prototxt", "generated net")
 
 
 def net_param_from_text(text: str) -> Any:
     """A NetParameter from prototxt text."""
-    from google.protobuf import text_format
+    from frcnn.caffe_files import parse_text
 
     import_caffe()
     from caffe.proto import caffe_pb2
 
-    param = caffe_pb2.NetParameter()
-    text_format.Merge(text, param)
-    return param
+    return parse_text(text, caffe_pb2.NetParameter())
 
 
 def with_input_layers(param: Any, shapes: Mapping[str, Sequence[int]]) -> Any:
@@ -144,12 +141,12 @@ def fix_ohem_module(param: Any) -> list[str]:
 
 def load_net(param: Any, phase: str) -> Any:
     """A caffe.Net of ``param`` in phase 'TRAIN' or 'TEST' (via a temporary file)."""
-    from google.protobuf import text_format
+    from frcnn.caffe_files import write_text_proto
 
     caffe = import_caffe()
     with tempfile.TemporaryDirectory(prefix="frcnn-bench-") as tmp:
         path = Path(tmp) / "net.prototxt"
-        path.write_text(text_format.MessageToString(param))
+        write_text_proto(path, param)
         return caffe.Net(str(path), getattr(caffe, phase))
 
 

@@ -113,9 +113,7 @@ def _float_text(value: float) -> str:
 
 def _proposal_block(layer: Any, anchors: dict[str, Any], settings: dict[str, Any]) -> str:
     """The hand-written text of the native Proposal layer (same name, bottoms, tops)."""
-    from google.protobuf import text_format
-
-    q = text_format.MessageToString  # for correctly escaped strings
+    from frcnn.caffe_files import proto_text as q  # for correctly escaped strings
     caffe_pb2 = _caffe_pb2()
 
     def string(value: str) -> str:
@@ -138,9 +136,9 @@ def _proposal_block(layer: Any, anchors: dict[str, Any], settings: dict[str, Any
 
 
 def _layer_block(layer: Any) -> str:
-    from google.protobuf import text_format
+    from frcnn.caffe_files import proto_text
 
-    body = text_format.MessageToString(layer, indent=2)
+    body = proto_text(layer, indent=2)
     return "layer {\n" + body + "}\n"
 
 
@@ -162,11 +160,8 @@ def _deploy_text(test_prototxt: Path, settings: dict[str, Any]
 
     The settings returned are ``settings`` with the param_str's feat_stride added.
     """
-    from google.protobuf import text_format
-
+    from frcnn.caffe_files import proto_text, read_prototxt, test_phase_layers
     from frcnn.layer_params import ParamError, parse_param_str
-
-    from frcnn.deploy.caffe_files import read_prototxt, test_phase_layers
 
     net = read_prototxt(test_prototxt)
     state = net.state if net.HasField("state") else None
@@ -223,7 +218,7 @@ def _deploy_text(test_prototxt: Path, settings: dict[str, Any]
     comment = (f"# Deploy net of {test_prototxt.name}, written by frcnn.deploy.caffe_deploy: the "
                f"Python ProposalLayer\n# is a native Proposal layer (OpenCV DNN 4.x, ncnn, "
                f"...), training-only layers removed.\n")
-    blocks = [comment + text_format.MessageToString(header)]
+    blocks = [comment + proto_text(header)]
     proposal_index = -1
     for layer in kept:
         if layer is prop:
@@ -247,17 +242,16 @@ def _deploy_text(test_prototxt: Path, settings: dict[str, Any]
 def _check_deploy_text(text: str, without_proposal: str, where: Path, anchors: dict,
                        settings: dict) -> None:
     """Our caffe_pb2 parses every layer; if it declares proposal_param, the whole file too."""
-    from google.protobuf import text_format
+    from frcnn.caffe_files import parse_text
 
     caffe_pb2 = _caffe_pb2()
     try:
-        text_format.Merge(without_proposal, caffe_pb2.NetParameter())
-    except text_format.ParseError as e:  # a bug here, not in the user's net
-        raise RuntimeError(f"{where}: the deploy net does not parse: {e}") from None
+        parse_text(without_proposal, caffe_pb2.NetParameter(), str(where), "deploy net")
+    except ValueError as e:  # a bug here, not in the user's net
+        raise RuntimeError(str(e)) from None
     if "proposal_param" not in caffe_pb2.LayerParameter.DESCRIPTOR.fields_by_name:
         return
-    net = caffe_pb2.NetParameter()
-    text_format.Merge(text, net)
+    net = parse_text(text, caffe_pb2.NetParameter(), str(where), "deploy net")
     (p,) = [layer.proposal_param for layer in net.layer if layer.type == "Proposal"]
     expect = (settings["feat_stride"], BASE_SIZE, settings["min_size"],
               [float(np.float32(r)) for r in anchors["ratios"]],
@@ -287,16 +281,10 @@ def _set_blob_values(blob: Any, field: str, values: np.ndarray) -> None:
 def fold_caffemodel(data: bytes, means: Sequence[float], stds: Sequence[float],
                     layer_name: str = BBOX_PRED, where: str = "<caffemodel>") -> bytes:
     """Serialised NetParameter weights with the normalisation folded into ``layer_name``."""
-    from google.protobuf.message import DecodeError
-
+    from frcnn.caffe_files import parse_caffemodel
     from frcnn.detection import fold_bbox_normalization
 
-    caffe_pb2 = _caffe_pb2()
-    net = caffe_pb2.NetParameter()
-    try:
-        net.ParseFromString(data)
-    except DecodeError as e:
-        raise ValueError(f"{where}: not a caffemodel (NetParameter): {e}") from None
+    net = parse_caffemodel(data, where)
     found = [layer for layer in list(net.layer) + list(net.layers) if layer.name == layer_name]
     if len(found) != 1 or len(found[0].blobs) < 2:
         raise ValueError(f"{where}: expected one layer '{layer_name}' with weights and bias to "

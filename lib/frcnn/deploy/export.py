@@ -125,7 +125,7 @@ def export_onnx(net_path: str | Path, weights: dict[str, list[np.ndarray]], out_
     """Write backbone.onnx and head.onnx; return the manifest's "onnx" section and the plan."""
     import onnx
 
-    from frcnn.deploy.caffe_files import net_inputs, read_prototxt, test_phase_layers
+    from frcnn.caffe_files import net_inputs, read_prototxt, test_phase_layers
     from frcnn.fileio import write_atomic
     from frcnn.deploy.onnx_convert import convert
 

@@ -142,14 +142,14 @@ def check_file(path: str | Path, phase: str = "auto", imports: bool = True,
 
 
 def check_text(text: str, path: str = "<text>", **kwargs: Any) -> Report:
-    from google.protobuf import text_format
-
     from caffe.proto import caffe_pb2
+
+    from frcnn.caffe_files import parse_text
 
     net = caffe_pb2.NetParameter()
     try:
-        text_format.Merge(text, net)
-    except text_format.ParseError as e:
+        parse_text(text, net, path, "prototxt")
+    except ValueError as e:
         report = Report(path, "?", "-", 0)
         report.findings.append(Finding("error", "", f"not a valid NetParameter prototxt: {e}"))
         return report

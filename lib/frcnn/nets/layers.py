@@ -140,11 +140,10 @@ def to_text(message: Any, header: str = "") -> str:
     full of them, so they are written plainly (still valid text format).  The result is
     parsed back and compared with the message.
     """
-    from google.protobuf import text_format
+    from frcnn.caffe_files import parse_text, proto_text
 
-    text = _ESCAPED_QUOTE.sub("'", text_format.MessageToString(message))
-    again = type(message)()
-    text_format.Merge(text, again)
+    text = _ESCAPED_QUOTE.sub("'", proto_text(message))
+    again = parse_text(text, type(message)(), "<generated>", "generated prototxt")
     if again != message:
         raise AssertionError("prototxt text does not parse back to the same message")
     lines = [f"# {line}".rstrip() for line in header.splitlines()] if header else []

@@ -10,7 +10,7 @@ from frcnn.app.training import TrainRequest, run_train
 from frcnn.coco_eval import SUMMARY_NAMES
 from frcnn.data.coco import write_coco
 from frcnn.data.datasets import get_dataset
-from frcnn.train import read_sidecar
+from frcnn.caffe_files import read_sidecar
 
 from tests.tiny_synth import SMALL, write_tiny_synth
 

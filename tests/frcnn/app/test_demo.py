@@ -87,7 +87,7 @@ def test_recipe_overrides_are_read_as_their_fields_types():
 def test_demo_recipe_reaches_the_train_net_and_the_model(tmp_path, cfg, capsys):
     from frcnn.app.demo import DEMO
     from frcnn.cli import main
-    from frcnn.train import read_sidecar
+    from frcnn.caffe_files import read_sidecar
 
     assert main(["demo", "--out", str(tmp_path), "--iters", "1", "--num-train", "4",
                  "--num-test", "2", "--recipe", "trunk_filler=msra", "roi_batch=16",

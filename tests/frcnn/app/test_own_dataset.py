@@ -14,7 +14,7 @@ from frcnn import cli, config
 from frcnn.data.datasets import get_dataset
 from frcnn.data.problems import DatasetError
 from frcnn.data.voc import VOC_CLASSES, annotation_names, folder_class_list, load_voc
-from frcnn.train import read_sidecar
+from frcnn.caffe_files import read_sidecar
 from tests.tiny_synth import SMALL, write_tiny_synth
 
 RENAMES = {"circle": "cat", "square": "dog", "triangle": "bird"}  # all three are VOC names

@@ -19,7 +19,7 @@ from frcnn import config
 from frcnn.app.proposals import ProposalsRequest, run_proposals
 from frcnn.app.testing import EvalRequest, run_test
 from frcnn.app.training import TrainRequest, run_train
-from frcnn.train import read_sidecar
+from frcnn.caffe_files import read_sidecar
 from tests.frcnn.app import pyfrcnn_nets as nets
 from tests.tiny_synth import write_tiny_synth
 

@@ -13,7 +13,7 @@ import pytest
 from frcnn import config
 from frcnn.app.testing import DetectRequest, EvalRequest, run_detect, run_test
 from frcnn.app.training import TrainRequest, run_train
-from frcnn.train import read_sidecar
+from frcnn.caffe_files import read_sidecar
 from tests.tiny_synth import SMALL, write_tiny_synth
 
 

@@ -14,8 +14,8 @@ import pytest
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
-from frcnn.deploy import caffe_files
-from frcnn.deploy.caffe_files import net_inputs, read_caffemodel, read_prototxt
+from frcnn import caffe_files
+from frcnn.caffe_files import net_inputs, read_caffemodel, read_prototxt
 from frcnn.deploy.onnx_convert import UnsupportedLayer, convert
 
 ROOT = Path(__file__).resolve().parents[3]
