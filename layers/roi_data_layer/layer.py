@@ -64,17 +64,16 @@ import caffe
 from frcnn.caffe_layer import check_bottoms, check_tops, layer_params, reports_errors
 from frcnn.config import cfg, cfg_from_file
 from frcnn.data.datasets import get_dataset, parse_classes
-from frcnn.data.fast_rcnn import (check_fast_rcnn_roidb, fast_rcnn_params, fast_rcnn_roidb,
+from frcnn.data.fast_rcnn import (check_fast_rcnn_roidb, fast_rcnn_params,
                                   get_fast_rcnn_minibatch)
 from frcnn.data.minibatch import BlobSettings, MinibatchSource, get_minibatch
-from frcnn.data.proposal_files import load_proposals
 from frcnn.data.prefetch import Prefetcher
 from frcnn.data.roidb import check_roidb
+from frcnn.data.training_set import (END_TO_END_TOPS, FAST_RCNN_TOPS, build_roidb,
+                                     check_mode, is_fast_rcnn)
 from roi_data_layer.ohem_layer import OHEMDataLayer  # noqa: F401  (the seed's module name)
 
-_TOPS = ("data", "im_info", "gt_boxes")
-FAST_RCNN_TOPS = ("data", "rois", "labels", "bbox_targets", "bbox_inside_weights",
-                  "bbox_outside_weights")
+_TOPS = END_TO_END_TOPS
 # param_str keys that only mean something together with 'dataset', and their unset values
 _DATASET_ONLY = {"root": "", "images": "", "split": "", "classes": "", "use_difficult": False,
                  "skip_bad": False, "flip": None, "proposals": ""}
@@ -91,9 +90,7 @@ class RoIDataLayer(caffe.Layer):
         p = layer_params(self)
         if p["cfg"]:
             cfg_from_file(str(Path(p["cfg"]).expanduser().absolute()))
-        # py-faster-rcnn's rule: HAS_RPN False with three tops is Fast R-CNN without box
-        # regression (data, rois, labels)
-        self.fast_rcnn = len(top) == 6 or not cfg.TRAIN.HAS_RPN
+        self.fast_rcnn = is_fast_rcnn(len(top), bool(cfg.TRAIN.HAS_RPN))
         self._tops = FAST_RCNN_TOPS[:len(top)] if self.fast_rcnn else _TOPS
         self._num_classes = p["num_classes"]
         if self._num_classes < 2:
@@ -104,12 +101,8 @@ class RoIDataLayer(caffe.Layer):
             self._fast_params.check()
             ims = self._fast_params.ims_per_batch
         else:
-            if cfg.TRAIN.IMS_PER_BATCH != 1:
-                raise ValueError(f"end-to-end training takes one image per minibatch; "
-                                 f"cfg TRAIN.IMS_PER_BATCH is {cfg.TRAIN.IMS_PER_BATCH}")
-            if p["proposals"]:
-                raise ValueError("param_str 'proposals' is for a Fast R-CNN data layer (six "
-                                 "tops); this one has the three end-to-end tops")
+            check_mode(False, int(cfg.TRAIN.IMS_PER_BATCH), bool(p["proposals"]),
+                       "this data layer (param_str 'proposals')", len(top))
             ims = 1
         self._ims_per_batch = ims
         self.bbox_means = self.bbox_stds = None
@@ -152,26 +145,19 @@ class RoIDataLayer(caffe.Layer):
             raise ValueError(f"param_str num_classes is {self._num_classes} but dataset "
                              f"{dataset.name} has {dataset.num_classes} classes "
                              f"({', '.join(dataset.classes)})")
-        if not self.fast_rcnn:
-            self._install(dataset.training_roidb(flip=flip, use_difficult=p["use_difficult"],
-                                                 skip_bad=p["skip_bad"],
-                                                 keep_empty=self._allow_empty))
-            return
-        if not p["proposals"]:
+        if self.fast_rcnn and not p["proposals"]:
             raise ValueError("a Fast R-CNN data layer (six tops) given a 'dataset' needs its "
                              "'proposals' file too")
-        records = dataset.load(skip_bad=p["skip_bad"])
-        proposals = load_proposals(Path(p["proposals"]).expanduser().absolute(),
-                                   [r["id"] for r in records],
-                                   [(r["width"], r["height"]) for r in records])
         t = cfg.TRAIN
-        roidb, means, stds = fast_rcnn_roidb(
-            records, proposals, self._num_classes, flip, self._fast_params,
-            use_difficult=p["use_difficult"], normalize=bool(t.BBOX_NORMALIZE_TARGETS),
-            stats=((t.BBOX_NORMALIZE_MEANS, t.BBOX_NORMALIZE_STDS)
-                   if t.BBOX_NORMALIZE_TARGETS_PRECOMPUTED else None))
-        self.bbox_means, self.bbox_stds = means, stds
-        self._install(roidb)
+        built = build_roidb(
+            dataset.load(skip_bad=p["skip_bad"]), self._num_classes, self.fast_rcnn, flip,
+            keep_empty=self._allow_empty, use_difficult=p["use_difficult"],
+            proposals=p["proposals"] or None, fast_params=getattr(self, "_fast_params", None),
+            normalize=bool(t.BBOX_NORMALIZE_TARGETS), means=t.BBOX_NORMALIZE_MEANS,
+            stds=t.BBOX_NORMALIZE_STDS, precomputed=bool(t.BBOX_NORMALIZE_TARGETS_PRECOMPUTED))
+        if self.fast_rcnn:
+            self.bbox_means, self.bbox_stds = built.means, built.stds
+        self._install(built.roidb)
 
     def _install(self, roidb: list[dict], state: dict | None = None) -> None:
         """A new source on ``roidb`` (from ``state`` when given, else from the seed) and,

@@ -46,6 +46,11 @@ def merged_cfg(base_files: Sequence[str | Path] = (), cfg_file: str | None = Non
     return c
 
 
+def dataset_meta(dataset) -> dict:
+    """Sidecar keys of a COCO dataset: the COCO id of each class after the background."""
+    return {"category_ids": list(dataset.category_ids)} if dataset.category_ids else {}
+
+
 def install_cfg(c: EasyDict) -> None:
     """Make ``c`` the global cfg (what the Caffe layers read at setup).  A GPU selected with
     ``--gpu`` becomes its GPU_ID (the NMS device), as py-faster-rcnn's ``--gpu`` does."""

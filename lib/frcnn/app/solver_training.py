@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from frcnn import config
-from frcnn.app.runs import (install_cfg, merged_cfg, prepare_out_dir, train_and_record,
+from frcnn.app.runs import (dataset_meta, install_cfg, merged_cfg, prepare_out_dir,
+                            train_and_record,
                             write_run_info)
 
 DATA_LAYER = ("roi_data_layer.layer", "RoIDataLayer")
@@ -110,11 +111,9 @@ def write_run_solver(sn: SolverNet, dest: Path, max_iter: int, snapshot_prefix: 
 
 def run_solver_train(req) -> str:
     """Train a solver's own net (see the module docstring); return the final snapshot."""
-    from frcnn.app.training import dataset_meta
     from frcnn.data.datasets import get_dataset
-    from frcnn.data.fast_rcnn import fast_rcnn_params, fast_rcnn_roidb
-    from frcnn.data.proposal_files import load_proposals
-    from frcnn.data.roidb import training_roidb
+    from frcnn.data.fast_rcnn import fast_rcnn_params
+    from frcnn.data.training_set import build_roidb, check_mode, is_fast_rcnn
     from frcnn.train import TrainOptions
 
     solver_path = Path(req.solver).expanduser().absolute()
@@ -133,36 +132,23 @@ def run_solver_train(req) -> str:
                          f"and its cls_score / bbox_pred outputs, or pick the matching "
                          f"dataset")
     c = merged_cfg([], req.cfg_file, req.set_pairs)
-    fast = sn.data_tops == 6 or (sn.data_tops == 3 and not c.TRAIN.HAS_RPN)
-    if fast and not req.proposals:
-        raise ValueError(f"the train net's data layer '{sn.data_layer}' has {sn.data_tops} "
-                         f"tops: a Fast R-CNN net, trained from precomputed proposals; give "
-                         f"them with --proposals FILE (see `frcnn proposals`)")
-    if not fast and req.proposals:
-        raise ValueError(f"--proposals given, but the train net's data layer "
-                         f"'{sn.data_layer}' is end to end (three tops: an RPN makes the RoIs)")
-    if not fast and c.TRAIN.IMS_PER_BATCH != 1:
-        raise ValueError(f"end-to-end training takes one image per minibatch; "
-                         f"TRAIN.IMS_PER_BATCH is {c.TRAIN.IMS_PER_BATCH}")
+    fast = is_fast_rcnn(sn.data_tops, bool(c.TRAIN.HAS_RPN))
+    check_mode(fast, int(c.TRAIN.IMS_PER_BATCH), bool(req.proposals),
+               f"the train net's data layer '{sn.data_layer}'", sn.data_tops)
     out = prepare_out_dir(req.out, req.force, resume=bool(req.resume))
     install_cfg(c)
     config.write_cfg(str(out / "cfg.yml"), c)
 
-    records = dataset.load(skip_bad=req.skip_bad)
     t = c.TRAIN
     means, stds = tuple(t.BBOX_NORMALIZE_MEANS), tuple(t.BBOX_NORMALIZE_STDS)
-    if fast:
-        proposals = load_proposals(req.proposals, [r["id"] for r in records],
-                                   [(r["width"], r["height"]) for r in records])
-        roidb, m, s = fast_rcnn_roidb(
-            records, proposals, dataset.num_classes, bool(t.USE_FLIPPED), fast_rcnn_params(c),
-            normalize=bool(t.BBOX_NORMALIZE_TARGETS),
-            stats=(means, stds) if t.BBOX_NORMALIZE_TARGETS_PRECOMPUTED else None)
-        if not t.BBOX_NORMALIZE_TARGETS_PRECOMPUTED:
-            means, stds = tuple(m.ravel().tolist()), tuple(s.ravel().tolist())
-    else:
-        roidb = training_roidb(records, dataset.num_classes, flip=bool(t.USE_FLIPPED),
-                               keep_empty=bool(t.USE_EMPTY_IMAGES))
+    built = build_roidb(dataset.load(skip_bad=req.skip_bad), dataset.num_classes, fast,
+                        flip=bool(t.USE_FLIPPED), keep_empty=bool(t.USE_EMPTY_IMAGES),
+                        proposals=req.proposals, fast_params=fast_rcnn_params(c) if fast else None,
+                        normalize=bool(t.BBOX_NORMALIZE_TARGETS), means=means, stds=stds,
+                        precomputed=bool(t.BBOX_NORMALIZE_TARGETS_PRECOMPUTED))
+    roidb = built.roidb
+    if fast and not t.BBOX_NORMALIZE_TARGETS_PRECOMPUTED:  # the data's, per class
+        means, stds = tuple(built.means.ravel().tolist()), tuple(built.stds.ravel().tolist())
 
     # py-faster-rcnn's snapshot names: <snapshot_prefix>[_<SNAPSHOT_INFIX>]_iter_<N>
     prefix = (Path(sn.solver.snapshot_prefix).name or "model") + (

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from frcnn import config
-from frcnn.app.runs import (install_cfg, merged_cfg, prepare_out_dir, train_and_record,
+from frcnn.app.runs import (dataset_meta, install_cfg, merged_cfg, prepare_out_dir,
+                            train_and_record,
                             write_run_info)
 
 
@@ -55,15 +56,10 @@ class TrainRequest:
     extra_meta: dict = field(default_factory=dict)
 
 
-def dataset_meta(dataset) -> dict:
-    """Sidecar keys of a COCO dataset: the COCO id of each class after the background."""
-    return {"category_ids": list(dataset.category_ids)} if dataset.category_ids else {}
-
-
 def run_train(req: TrainRequest) -> str:
     """Train; return the final snapshot's path."""
     from frcnn.data.datasets import get_dataset
-    from frcnn.data.roidb import training_roidb
+    from frcnn.data.training_set import build_roidb, check_mode
     from frcnn.nets import generate, variants
     from frcnn.caffe_files import write_solver
     from frcnn.train import TrainOptions
@@ -114,9 +110,10 @@ def run_train(req: TrainRequest) -> str:
     print(f"[train] {variant.summary()}", flush=True)
     print(f"[train] dataset {dataset.name} ({dataset.root}, split {dataset.split}), classes "
           f"{list(dataset.classes[1:])}", flush=True)
-    records = dataset.load(skip_bad=req.skip_bad)
-    roidb = training_roidb(records, dataset.num_classes, flip=bool(c.TRAIN.USE_FLIPPED),
-                           keep_empty=bool(c.TRAIN.USE_EMPTY_IMAGES))
+    check_mode(False, int(c.TRAIN.IMS_PER_BATCH), False, f"{req.net}'s data layer", 3)
+    roidb = build_roidb(dataset.load(skip_bad=req.skip_bad), dataset.num_classes, False,
+                        flip=bool(c.TRAIN.USE_FLIPPED),
+                        keep_empty=bool(c.TRAIN.USE_EMPTY_IMAGES)).roidb
     info = {"net": req.net, "variant": variant.summary(), "dataset": dataset.name,
             "dataset_root": str(dataset.root), "classes": list(dataset.classes),
             "iters": req.iters, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
