@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text()
+# the README and docs/, where the tables are
+README = "\n".join(p.read_text() for p in [ROOT / "README.md",
+                                          *sorted((ROOT / "docs").glob("*.md"))])
 
 
 def head(table: str) -> str:

@@ -46,6 +46,11 @@ def class_list(text: str) -> tuple[str, ...] | None:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def add_split_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--split", help="the ImageSets/Main list of a dataset given by path "
+                                   "(default trainval); a registered name fixes its own")
+
+
 def add_classes_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", type=class_list, metavar="A,B,C|FILE",
                    help="the dataset's class list, in the model's output order, "
@@ -74,6 +79,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--proposals", help="precomputed proposals of the dataset, for a Fast "
                                        "R-CNN train net (.pkl as py-faster-rcnn's "
                                        "rpn_generate writes it, or .json)")
+    add_split_argument(p)
     add_classes_argument(p)
     p.add_argument("--iters", type=int, help="iterations (required with --net; default with "
                                              "--solver: its max_iter)")
@@ -118,6 +124,7 @@ def register(subparsers: Any) -> None:
                    help="registered name, VOC folder or COCO .json (adds the COCO metrics)")
     p.add_argument("--root")
     p.add_argument("--images", metavar="DIR", help="image folder of a COCO .json dataset")
+    add_split_argument(p)
     add_classes_argument(p)
     p.add_argument("--proposals", help="the dataset's proposals, for a Fast R-CNN test net "
                                        "(rois as an input)")
@@ -151,6 +158,7 @@ def register(subparsers: Any) -> None:
                                                 "py-faster-rcnn's rpn_test.pt")
     p.add_argument("--dataset", "--imdb", dest="dataset", required=True)
     p.add_argument("--root")
+    add_split_argument(p)
     add_classes_argument(p)
     p.add_argument("--out", required=True, help="FILE.pkl (py-faster-rcnn's form) or "
                                                 "FILE.json")
@@ -250,7 +258,8 @@ def _train(args: argparse.Namespace) -> None:
 
     run_train(TrainRequest(
         net=args.net, solver=args.solver, proposals=args.proposals,
-        dataset=args.dataset, root=args.root, images=args.images, classes=args.classes,
+        dataset=args.dataset, root=args.root, split=args.split, images=args.images,
+        classes=args.classes,
         iters=args.iters,
         out=args.out,
         weights=args.weights, resume=args.resume, cfg_file=args.cfg_file,
@@ -270,7 +279,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
                          set_pairs=_set_pairs(args), unnormalize=args.unnormalize,
                          backend=args.backend,
                          dataset=args.dataset, root=args.root, images=args.images,
-                         classes=args.classes, out=args.out,
+                         split=args.split, classes=args.classes, out=args.out,
                          force=args.force, max_images=args.max_images,
                          proposals=args.proposals))
     return 0
@@ -290,7 +299,8 @@ def _cmd_proposals(args: argparse.Namespace) -> int:
     from frcnn.app.proposals import ProposalsRequest, run_proposals
 
     run_proposals(ProposalsRequest(model=args.model, net=args.net, dataset=args.dataset,
-                                   root=args.root, classes=args.classes, out=args.out,
+                                   root=args.root, split=args.split,
+                                   classes=args.classes, out=args.out,
                                    cfg_file=args.cfg_file,
                                    set_pairs=_set_pairs(args), max_images=args.max_images))
     return 0

@@ -11,7 +11,7 @@ and 96 pixels (scales 1.5, 3, 6 at ratios 0.5, 1, 2), 300 proposals per image in
 64 RoIs per image, no dropout on the trunk, instance normalisation (MVN + Scale) after
 every convolution of the trunk, the images without objects kept as negatives, and a schedule
 for training from scratch (there are no ImageNet weights on a machine without internet).
-The README's "The main job" has what each choice measured.
+docs/demo-recipe.md has what each choice measured.
 """
 from __future__ import annotations
 
@@ -30,18 +30,18 @@ from frcnn.diagnostics import error_summary
 
 @dataclass(frozen=True)
 class DemoRecipe:
-    """Training from scratch in a few minutes; measured choices are in the README."""
+    """Training from scratch in a few minutes; measured choices are in docs/demo-recipe.md."""
     iters: int = 1500             # 12 min 41 s of ./install.sh on the Intel Xeon machine
                                   # (2026-12-03; 15 min 50 s on a slower day, older build);
-                                  # 1200 fit in 13 min 46 s but lost 2-7 points (README)
+                                  # 1200 fit in 13 min 46 s but lost 2-7 points (docs/demo-recipe.md)
     base_lr: float = 0.005        # SGD, momentum 0.9, step x0.1 at 3/4 of the run; over
                                   # seeds 1-3, 0.005 beat 0.01 by 0.6 / 1.0 points (VOC07 /
-                                  # area), 0.02 lost 7.5 points on seed 1 (README)
+                                  # area), 0.02 lost 7.5 points on seed 1 (docs/demo-recipe.md)
     solver_type: str = "SGD"      # Caffe's solver (frcnn train --solver-type)
     clip_gradients: float = 10.0  # keeps the high rate from diverging early on
     roi_batch: int = 64           # RoIs per image (the OHEM net mines this many instead);
                                   # 32 left the plateau later (iteration 1250, not 750-900)
-                                  # and scored lower on seeds 1 and 2 (README)
+                                  # and scored lower on seeds 1 and 2 (docs/demo-recipe.md)
     scales: tuple[float, ...] = (1.5, 3, 6)
     trunk_dropout: float = 0.0    # no drop9: from scratch on 600 images it underfits with it
     image_scale: int = 320        # short side (the images' own is 240: small objects suffer)
@@ -51,7 +51,7 @@ class DemoRecipe:
     trunk_filler: str = "xavier"  # the trunk's convolutions' initialisation
     trunk_norm: str = "all"       # instance norm (MVN + Scale) after every trunk convolution
                                   # (frcnn train --trunk-norm): the RPN leaves the plateau
-                                  # by iteration 150 instead of 750-950 (README)
+                                  # by iteration 150 instead of 750-950 (docs/demo-recipe.md)
 
     def replace(self, overrides: Sequence[str]) -> "DemoRecipe":
         """A copy with ``FIELD=VALUE`` overrides (``frcnn demo --recipe``), each value read
@@ -124,7 +124,7 @@ def run_demo(out: str = "output/demo", iters: int | None = None, ohem: bool = Fa
     ``set_pairs`` (KEY VALUE ...) override the recipe's config for training and testing,
     e.g. ``("TRAIN.SCALES", "(272, 320, 368)")``, ``recipe`` replaces the recipe
     (``DEMO.replace(["trunk_filler=msra"])``) and ``scales`` its anchor scales: how the
-    README's levers are measured."""
+    levers of docs/demo-recipe.md are measured."""
     if len(set_pairs) % 2:
         raise ValueError(f"set_pairs takes KEY VALUE pairs, got {list(set_pairs)}")
     from frcnn.data.synth import SynthOptions, write_synth_dataset

@@ -28,6 +28,7 @@ class ProposalsRequest:
     dataset: str
     out: str
     root: str | None = None
+    split: str | None = None          # of a folder given by path (trainval)
     cfg_file: str | None = None
     set_pairs: Sequence[str] = ()
     max_images: int = 0               # 0: all (a file for training needs all)
@@ -51,7 +52,7 @@ def run_proposals(req: ProposalsRequest) -> Path:
     for path, what in ((req.model, "model"), (req.net, "RPN test net")):
         if not Path(path).is_file():
             raise FileNotFoundError(f"{what} not found: {path}")
-    dataset = get_dataset(req.dataset, root=req.root, classes=req.classes)
+    dataset = get_dataset(req.dataset, root=req.root, split=req.split, classes=req.classes)
     c = config.default_config()  # defaults <- rpn_generate's settings <- --cfg <- --set
     config.cfg_from_list(list(RPN_GENERATE_SETTINGS), c)
     if req.cfg_file:

@@ -122,7 +122,8 @@ def run_solver_train(req) -> str:
     if iters < 1:
         raise ValueError(f"--iters must be >= 1 (the solver's max_iter is "
                          f"{sn.solver.max_iter}), got {iters}")
-    dataset = get_dataset(req.dataset, root=req.root, images=getattr(req, "images", None),
+    dataset = get_dataset(req.dataset, root=req.root, split=getattr(req, "split", None),
+                          images=getattr(req, "images", None),
                           classes=getattr(req, "classes", None))
     if sn.num_classes is not None and sn.num_classes != dataset.num_classes:
         raise ValueError(f"the train net's data layer '{sn.data_layer}' says num_classes "

@@ -154,6 +154,7 @@ def _generated_test_net(name: str, num_classes: int, c, work_dir: Path | None) -
 class EvalRequest(ModelRequest):
     dataset: str = "synth_test"
     root: str | None = None
+    split: str | None = None              # of a folder given by path (trainval)
     images: str | None = None             # image folder of a COCO .json dataset
     classes: Sequence[str] | None = None  # the dataset's class list (None: see run_test)
     out: str | None = None                # None: beside the model (runs.default_derived_out)
@@ -176,7 +177,8 @@ def run_test(req: EvalRequest) -> dict[str, float]:
     from frcnn.data.datasets import get_dataset
     from frcnn.evaluation import evaluate, format_table
 
-    dataset = get_dataset(req.dataset, root=req.root, images=req.images, classes=req.classes)
+    dataset = get_dataset(req.dataset, root=req.root, split=req.split, images=req.images,
+                          classes=req.classes)
     trained = model_classes(req.model)
     if dataset.classes_source == "annotations" and trained:
         # a folder without a class list of its own: the model's, in the order it was trained

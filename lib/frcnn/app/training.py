@@ -33,6 +33,7 @@ class TrainRequest:
     solver: str | None = None                  # a solver.prototxt with its own train net
     proposals: str | None = None               # precomputed proposals (Fast R-CNN nets)
     root: str | None = None                    # folder of a registered dataset
+    split: str | None = None                   # of a folder given by path (trainval)
     images: str | None = None                  # image folder of a COCO .json dataset
     classes: Sequence[str] | None = None       # the class list (None: the folder's own)
     weights: str | None = None
@@ -81,7 +82,8 @@ def run_train(req: TrainRequest) -> str:
                          "tops) given with --solver; the generated variants are end to end")
     req.net = req.net or DEFAULT_NET
     variant = variants.preset(req.net)
-    dataset = get_dataset(req.dataset, root=req.root, images=req.images, classes=req.classes)
+    dataset = get_dataset(req.dataset, root=req.root, split=req.split, images=req.images,
+                          classes=req.classes)
     out = prepare_out_dir(req.out, req.force, resume=bool(req.resume))
     changes = {"num_classes": dataset.num_classes, "max_iter": req.iters,
                "stepsize": req.stepsize or max(1, int(req.iters * 0.75)),

@@ -2,7 +2,7 @@
 OpenCV DNN 4.x, with the shared post-processing (frcnn.inference.DetectorBase).
 
 OpenCV's Proposal layer differs from this package's in ways that show in the detections
-(the README's Deploy section measures them): it does not drop proposals below RPN_MIN_SIZE.
+(docs/deploy.md measures them): it does not drop proposals below RPN_MIN_SIZE.
 """
 from __future__ import annotations
 

@@ -65,7 +65,7 @@ def _instance_norm(b: NetBuilder, name: str, x: Any, train: bool) -> Any:
     Instance normalisation, not BatchNorm: with py-faster-rcnn's one image per batch,
     BatchNorm trains on each image's own statistics but tests on their moving averages,
     and that mismatch measured 0.46 VOC07 mAP where the same weights tested with each
-    image's statistics scored 0.875 (README).  MVN is the same in both phases, keeps no
+    image's statistics scored 0.875 (docs/demo-recipe.md).  MVN is the same in both phases, keeps no
     statistics, and is a stock layer of Caffe, OpenCV's importer and ONNX
     (InstanceNormalization)."""
     x = b.add("MVN", f"{name}/mvn", [x],

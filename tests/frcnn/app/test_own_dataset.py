@@ -149,8 +149,9 @@ def test_one_command_trains_a_model_of_the_folders_classes(trained):
 
 
 def test_test_and_detect_use_the_models_names(trained, folder, tmp_path, capsys):
-    assert cli.main(["test", "--model", str(trained), "--dataset", str(folder), "--out",
-                     str(tmp_path / "t"), "--max-images", "2", "--set", *SMALL]) == 0
+    assert cli.main(["test", "--model", str(trained), "--dataset", str(folder), "--split",
+                     "test", "--out", str(tmp_path / "t"), "--set", *SMALL]) == 0
+    assert "[test] 3/3 images" in capsys.readouterr().out  # the test split, not trainval
     text = (tmp_path / "t" / "eval.txt").read_text()
     assert all(name in text for name in ("bird", "cat", "dog"))
     image = sorted((folder / "JPEGImages").glob("*.jpg"))[0]
