@@ -27,7 +27,7 @@ for arg in "$@"; do
 done
 
 APT_PACKAGES=(
-  build-essential protobuf-compiler libprotobuf-dev libgoogle-glog-dev libgflags-dev
+  build-essential patch protobuf-compiler libprotobuf-dev libgoogle-glog-dev libgflags-dev
   libhdf5-dev libopenblas-dev libboost-system-dev libboost-thread-dev
   libboost-filesystem-dev libboost-regex-dev libboost-python-dev
 )

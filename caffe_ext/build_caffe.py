@@ -10,18 +10,15 @@ What it does, each step skipped when already done:
 
 1. fetch the pinned source archive (brocolli-caffe 9.0.2 from PyPI, sha256 checked);
 2. unpack it into a build tree under the cache, overlay ``caffe_ext/include`` and
-   ``caffe_ext/src``, patch the archive's files listed in ``PATCHES`` (our two parameter
-   messages in ``caffe.proto``, the layer name for Python layers, a batched 1x1
-   convolution path, direct MVN loops, an optional scikit-image import, and the
-   element-wise loops of ``parallel_cpu.py`` as independent slices, threaded with
-   ``$FRCNN_CAFFE_OPENMP=1``), write a ``Makefile.config`` (CPU only, Python layers,
-   OpenBLAS, ``-fopenmp-simd`` or ``-fopenmp``, ``-march`` from
+   ``caffe_ext/src`` (our layers), apply ``caffe_ext/patches/*.patch`` (unified diffs
+   against the pinned archive, each file rewritten from the archive's own copy every time;
+   what each changes: docs/caffe-build.md), write a ``Makefile.config`` (CPU or CUDA,
+   Python layers, OpenBLAS, ``-fopenmp-simd`` or ``-fopenmp``, ``-march`` from
    ``$FRCNN_CAFFE_ARCH``, default ``native``), precompile the headers every source
    includes (``precompile_header``) and make pycaffe and the caffe tool (``MAKE_TARGETS``;
-   not Caffe's other tools or its static library, which nothing installs; pycaffe's
-   source compiles beside the library's; with the precompiled header, about half the time; incremental:
+   not Caffe's other tools or its static library, which nothing installs); incremental:
    the build tree is kept, so a changed layer recompiles one file; changed flags or
-   headers recompile everything);
+   headers recompile everything;
 3. stage ``caffe/`` (the Python package with ``_caffe.so``, ``libcaffe.so`` and
    ``caffe.bin`` side by side, linked with ``rpath=$ORIGIN``) under a key made of the
    archive hash, our sources, this script and the Python ABI;
@@ -43,11 +40,11 @@ import subprocess
 import sys
 import sysconfig
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
 import cuda_toolkit  # this script's folder is on sys.path, run as a script or imported
-import parallel_cpu
 from cuda_toolkit import build_cuda  # nms/build_cuda.py: the architectures, gencode flags
 
 ARCHIVE_NAME = "brocolli-caffe"
@@ -59,68 +56,14 @@ BUILD_DIR = ".temp_release"  # where the archive's Makefile puts objects (and we
 HERE = Path(__file__).resolve().parent
 OVERLAY_DIRS = ("include", "src")
 
-# Appended to caffe.proto; field ids are caffe-fast-rcnn's, so its prototxts and
-# caffemodels parse unchanged.
-PROTO_MESSAGES = """
-// ---- squeezenet-frcnn: Fast R-CNN layer parameters (caffe-fast-rcnn field ids) ----
-message ROIPoolingParameter {
-  // Pooled output size
-  optional uint32 pooled_h = 1 [default = 0];
-  optional uint32 pooled_w = 2 [default = 0];
-  // Multiplicative factor from input-image coordinates to feature-map coordinates
-  optional float spatial_scale = 3 [default = 1];
-}
-
-message SmoothL1LossParameter {
-  // SmoothL1Loss(x) = 0.5 * (sigma * x) ** 2 if |x| < 1 / sigma ** 2, else |x| - 0.5 / sigma ** 2
-  optional float sigma = 1 [default = 1];
-}
-"""
-PROTO_FIELDS = """  // squeezenet-frcnn (caffe-fast-rcnn field ids)
-  optional ROIPoolingParameter roi_pooling_param = 8266711;
-  optional SmoothL1LossParameter smooth_l1_loss_param = 8266712;
-"""
+PATCH_DIR = HERE / "patches"
+# Every patched file carries this word in a comment where it was changed.
 PROTO_MARK = "squeezenet-frcnn"
-
-# ConvolutionLayer runs one GEMM per batch item; for 1x1 convolutions over many small maps
-# (conv1_last on 300 RoIs x 7 x 7) that is 300 GEMMs at a third of OpenBLAS's peak.  Hook in
-# the chunked path of include/caffe/layers/conv_layer_batched_1x1.hpp (our overlay).
-CONV_CPP = "src/caffe/layers/conv_layer.cpp"
-CONV_HPP = "include/caffe/layers/conv_layer.hpp"
-CONV_HOOKS = [
-    ("#include \"caffe/layers/conv_layer.hpp\"\n",
-     "#include \"caffe/layers/conv_layer.hpp\"\n"
-     "#include \"caffe/layers/conv_layer_batched_1x1.hpp\"  // squeezenet-frcnn\n"),
-    ("      const vector<Blob<Dtype>*>& top) {\n  const Dtype* weight = this->blobs_[0]->cpu_data();\n"
-     "  for (int i = 0; i < bottom.size(); ++i) {",
-     "      const vector<Blob<Dtype>*>& top) {\n"
-     "  if (batched_1x1_chunk()) {  // squeezenet-frcnn\n"
-     "    Forward_cpu_batched_1x1(bottom, top);\n    return;\n  }\n"
-     "  const Dtype* weight = this->blobs_[0]->cpu_data();\n"
-     "  for (int i = 0; i < bottom.size(); ++i) {"),
-    ("      const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom) {\n"
-     "  const Dtype* weight = this->blobs_[0]->cpu_data();\n"
-     "  Dtype* weight_diff = this->blobs_[0]->mutable_cpu_diff();",
-     "      const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom) {\n"
-     "  if (batched_1x1_chunk()) {  // squeezenet-frcnn\n"
-     "    Backward_cpu_batched_1x1(top, propagate_down, bottom);\n    return;\n  }\n"
-     "  const Dtype* weight = this->blobs_[0]->cpu_data();\n"
-     "  Dtype* weight_diff = this->blobs_[0]->mutable_cpu_diff();"),
-]
-CONV_HPP_ANCHOR = "  virtual void compute_output_shape();\n};"
-CONV_HPP_MEMBERS = """  virtual void compute_output_shape();
-
-  // squeezenet-frcnn: 1x1 convolutions over a batch, a chunk of items per GEMM
-  // (include/caffe/layers/conv_layer_batched_1x1.hpp).  batched_1x1_chunk() is
-  // the number of items per chunk, or 0 where Caffe's per-item path runs.
-  int batched_1x1_chunk() const;
-  void Forward_cpu_batched_1x1(const vector<Blob<Dtype>*>& bottom,
-      const vector<Blob<Dtype>*>& top);
-  void Backward_cpu_batched_1x1(const vector<Blob<Dtype>*>& top,
-      const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom);
-  Blob<Dtype> batch_in_;   // (channels, chunk * H * W)
-  Blob<Dtype> batch_out_;  // (num_output, chunk * H * W)
-};"""
+# FRCNN_PARALLEL_MIN, defined for every compile: below this many elements the element-wise
+# loops of the patches (ReLU, Scale, MVN, max pooling, im2col/col2im) and ROIPooling's
+# overlay run on the calling thread (see docs/caffe-build.md).
+PARALLEL_MIN = 32768
+PARALLEL_MIN_MACRO = "FRCNN_PARALLEL_MIN"
 
 
 MAKEFILE_CONFIG = """# Written by squeezenet-frcnn caffe_ext/build_caffe.py
@@ -317,9 +260,8 @@ def python_abi() -> dict:
 
 
 ARCH_ENV = "FRCNN_CAFFE_ARCH"
-# "1": compile with -fopenmp, so parallel_cpu.py's loops run on OpenMP threads.  Off by
-# default: on the 2-vCPU machines we measure on, OpenMP's threads and OpenBLAS's compete
-# for the two cores and a training iteration took 1.7-2x as long (parallel_cpu.py).
+# "1": compile with -fopenmp, so the patched element-wise loops run on OpenMP threads.
+# Off by default: on the 2-vCPU machines here it was slower (docs/caffe-build.md).
 OPENMP_ENV = "FRCNN_CAFFE_OPENMP"
 
 
@@ -332,7 +274,7 @@ def codegen() -> dict:
     shared between different CPUs never hands one a build for the other.
     ``$FRCNN_CAFFE_OPENMP=1`` compiles with ``-fopenmp`` (threads), otherwise
     ``-fopenmp-simd`` (only the ``omp simd`` vector loops; no OpenMP runtime).
-    ``parallel_cpu.PARALLEL_MIN`` is defined for every source (the loops' serial cut-off).
+    ``PARALLEL_MIN`` is defined for every source (the loops' serial cut-off).
     """
     arch = os.environ.get(ARCH_ENV, "native").strip() or "native"
     openmp = os.environ.get(OPENMP_ENV, "0").strip() or "0"
@@ -340,7 +282,7 @@ def codegen() -> dict:
         raise BuildError(f"{OPENMP_ENV}={openmp!r}: use 1 (OpenMP threads) or 0 (the default)")
     flags = ([] if arch == "generic" else [f"-march={arch}"]) + (
         ["-fopenmp"] if openmp == "1" else ["-fopenmp-simd"]) + [
-        f"-D{parallel_cpu.PARALLEL_MIN_MACRO}={parallel_cpu.PARALLEL_MIN}"]
+        f"-D{PARALLEL_MIN_MACRO}={PARALLEL_MIN}"]
     cmd = ["g++", *flags, "-E", "-v", "-x", "c++", "/dev/null", "-o", "/dev/null"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -389,7 +331,7 @@ def build_key(abi: dict) -> str:
                          if k not in ("np_include", "cuda"))).encode())
     if abi.get("cuda"):
         h.update(json.dumps(cuda_key(abi["cuda"]), sort_keys=True).encode())
-    for p in overlay_files() + [HERE / "build_caffe.py", HERE / "parallel_cpu.py"]:
+    for p in overlay_files() + sorted((HERE / "patches").glob("*.patch")) + [HERE / "build_caffe.py"]:
         h.update(str(p.relative_to(HERE)).encode())
         h.update(p.read_bytes())
     return h.hexdigest()[:20]
@@ -424,390 +366,38 @@ def write_if_changed(path: Path, data: bytes) -> bool:
     return True
 
 
-def _replace_once(text: str, old: str, new: str, rel: str, what: str) -> str:
-    if text.count(old) != 1:
-        raise BuildError(f"{rel}: cannot find {what} (is the archive the pinned one?)")
-    return text.replace(old, new)
+def _patch_target(patch: Path) -> str:
+    """The archive file a unified diff changes (its ``+++ b/<path>`` line)."""
+    for line in patch.read_text().splitlines():
+        if line.startswith("+++ "):
+            return line[4:].split("\t")[0].removeprefix("b/")
+    raise BuildError(f"{patch}: no '+++' line (not a unified diff)")
 
 
-def _patch_proto(text: str, rel: str) -> str:
-    head, sep, tail = text.partition("message LayerParameter {")
-    if not sep:
-        raise BuildError(f"{rel}: no 'message LayerParameter' to extend")
-    tail = _replace_once(tail, DROPOUT_PROTO_OLD, DROPOUT_PROTO_NEW, rel,
-                         "DropoutParameter's dropout_ratio")
-    return head + sep + "\n" + PROTO_FIELDS + tail + PROTO_MESSAGES
+# The archive's files this build changes, each with its patch (caffe_ext/patches/*.patch,
+# unified diffs against the pinned archive, applied in name order; one file each).
+PATCHES = {_patch_target(patch): patch for patch in sorted(PATCH_DIR.glob("*.patch"))}
 
 
-def _patch_caffe_io(text: str, rel: str) -> str:
-    # caffe.io imports scikit-image and scipy at module level; only a few helpers need
-    # them, so make them optional.
-    return _replace_once(
-        text, "import skimage.io\nfrom scipy.ndimage import zoom\n",
-        "try:  # squeezenet-frcnn: optional, only load_image/resize_image need them\n"
-        "    import skimage.io\n"
-        "    from scipy.ndimage import zoom\n"
-        "except ImportError:\n"
-        "    skimage = zoom = None\n", rel, "the scikit-image import")
-
-
-def _patch_python_layer(text: str, rel: str) -> str:
-    # Python layers learn their prototxt name (self.layer_name), so their error messages
-    # can name the layer as the C++ layers do.
-    anchor = '    self_.attr("phase") = static_cast<int>(this->phase_);\n'
-    return _replace_once(text, anchor, anchor + '    // squeezenet-frcnn: the layer\'s name\n'
-                         '    self_.attr("layer_name") = bp::str(this->layer_param_.name());\n',
-                         rel, "where to set the layer name")
-
-
-def _patch_conv_cpp(text: str, rel: str) -> str:
-    for old, new in CONV_HOOKS:
-        text = _replace_once(text, old, new, rel, "where to hook the batched 1x1 path")
-    return text
-
-
-def _patch_conv_hpp(text: str, rel: str) -> str:
-    return _replace_once(text, CONV_HPP_ANCHOR, CONV_HPP_MEMBERS, rel,
-                         "where to declare the batched 1x1 path")
-
-
-# caffe-fast-rcnn's Dropout ``scale_train`` (DropoutParameter field 2, default true): with
-# ``scale_train: false`` kept units are not scaled up at train time and the test-time output
-# is multiplied by (1 - ratio) instead, as ZF's ImageNet model and every py-faster-rcnn ZF
-# model were trained.  scale_ becomes the train-time factor (1 / (1 - ratio) or 1); the
-# test-time copies (forward and backward, CPU and CUDA) are scaled by (1 - ratio) when off.
-DROPOUT_PROTO_OLD = "  optional float dropout_ratio = 1 [default = 0.5]; // dropout ratio\n"
-DROPOUT_PROTO_NEW = DROPOUT_PROTO_OLD + (
-    "  // squeezenet-frcnn (caffe-fast-rcnn): scale kept units by 1 / (1 - ratio) at train\n"
-    "  // time; when false, scale the output by (1 - ratio) at test time instead\n"
-    "  optional bool scale_train = 2 [default = true];\n")
-DROPOUT_HPP = "include/caffe/layers/dropout_layer.hpp"
-DROPOUT_CPP = "src/caffe/layers/dropout_layer.cpp"
-DROPOUT_CU = "src/caffe/layers/dropout_layer.cu"
-DROPOUT_HPP_ANCHOR = "  unsigned int uint_thres_;\n"
-DROPOUT_SETUP_OLD = "  scale_ = 1. / (1. - threshold_);\n"
-DROPOUT_SETUP_NEW = (
-    "  // squeezenet-frcnn: caffe-fast-rcnn's scale_train\n"
-    "  scale_train_ = this->layer_param_.dropout_param().scale_train();\n"
-    "  scale_ = scale_train_ ? 1. / (1. - threshold_) : 1.;\n")
-DROPOUT_TEST_COPIES = {  # the test-phase copy -> the copy, then the (1 - ratio) factor
-    DROPOUT_CPP: [("    caffe_copy(bottom[0]->count(), bottom_data, top_data);\n",
-                   "caffe_scal", "count", "top_data"),
-                  ("      caffe_copy(top[0]->count(), top_diff, bottom_diff);\n",
-                   "caffe_scal", "top[0]->count()", "bottom_diff")],
-    DROPOUT_CU: [("    caffe_copy(count, bottom_data, top_data);\n",
-                  "caffe_gpu_scal", "count", "top_data"),
-                 ("      caffe_copy(top[0]->count(), top_diff, bottom_diff);\n",
-                  "caffe_gpu_scal", "top[0]->count()", "bottom_diff")],
-}
-
-
-def _patch_dropout_source(rel: str):
-    def patch(text: str, rel: str = rel) -> str:
-        if rel == DROPOUT_CPP:
-            text = _replace_once(text, DROPOUT_SETUP_OLD, DROPOUT_SETUP_NEW, rel,
-                                 "Dropout's scale in LayerSetUp")
-        for copy, scal, count, data in DROPOUT_TEST_COPIES[rel]:
-            indent = copy[:len(copy) - len(copy.lstrip())]
-            text = _replace_once(
-                text, copy, copy + f"{indent}if (!scale_train_) {{  // squeezenet-frcnn\n"
-                f"{indent}  {scal}<Dtype>({count}, Dtype(1. - threshold_), {data});\n"
-                f"{indent}}}\n", rel, "Dropout's test-phase copy")
-        return text
-    return patch
-
-
-def _patch_dropout_hpp(text: str, rel: str) -> str:
-    return _replace_once(text, DROPOUT_HPP_ANCHOR, DROPOUT_HPP_ANCHOR +
-                         "  bool scale_train_;  // squeezenet-frcnn: caffe-fast-rcnn's scale_train\n",
-                         rel, "where to add Dropout's scale_train_")
-
-
-# MVN (instance normalisation in the demo's trunk) computes its row statistics and their
-# broadcasts with GEMV/GEMM calls over ones-vectors and eight full passes over the blob:
-# 130 ms of a training iteration for the squeeze layers' MVNs, more than the layers they
-# normalise.  The same arithmetic as direct loops over each row (a (num, channel) pair, or
-# a num across channels): forward mean, E((X - EX)^2), sqrt + eps, divide; backward
-# dX = (dY - (sum(dY) + Y * sum(Y * dY)) / dim) / (sqrt(var) + eps), or dY - mean(dY)
-# without the variance.  Sums in double; each row is read before it is written, so the
-# layer also runs in place (Caffe's own backward does not).  Rows run on all cores
-# (parallel_cpu.MVN_ROWS).
-MVN_CPP = "src/caffe/layers/mvn_layer.cpp"
-MVN_START = "template <typename Dtype>\nvoid MVNLayer<Dtype>::Forward_cpu("
-MVN_END = "\n\n#ifdef CPU_ONLY\nSTUB_GPU(MVNLayer);"
-MVN_CPU = """// squeezenet-frcnn: direct row loops (caffe_ext/build_caffe.py, MVN_CPU)
-template <typename Dtype>
-void MVNLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
-    const vector<Blob<Dtype>*>& top) {
-  const Dtype* bottom_data = bottom[0]->cpu_data();
-  Dtype* top_data = top[0]->mutable_cpu_data();
-  const bool across = this->layer_param_.mvn_param().across_channels();
-  const bool scale = this->layer_param_.mvn_param().normalize_variance();
-  const int num = across ? bottom[0]->num() : bottom[0]->num() * bottom[0]->channels();
-  const int dim = bottom[0]->count() / num;
-  Dtype* mean = mean_.mutable_cpu_data();
-  Dtype* sigma = variance_.mutable_cpu_data();  // sqrt(var) + eps, as Caffe keeps it
-""" + parallel_cpu.MVN_ROWS + """  for (int r = 0; r < num; ++r) {
-    const Dtype* x = bottom_data + static_cast<size_t>(r) * dim;
-    Dtype* y = top_data + static_cast<size_t>(r) * dim;
-    double sum = 0;
-    #pragma omp simd reduction(+:sum)
-    for (int i = 0; i < dim; ++i) sum += x[i];
-    const Dtype m = static_cast<Dtype>(sum / dim);
-    mean[r] = m;
-    Dtype inv = 1;
-    if (scale) {
-      double sq = 0;
-      #pragma omp simd reduction(+:sq)
-      for (int i = 0; i < dim; ++i) {
-        const double d = x[i] - m;
-        sq += d * d;
-      }
-      sigma[r] = static_cast<Dtype>(std::sqrt(sq / dim)) + eps_;
-      inv = Dtype(1) / sigma[r];
-    }
-    #pragma omp simd
-    for (int i = 0; i < dim; ++i) y[i] = (x[i] - m) * inv;
-  }
-}
-
-template <typename Dtype>
-void MVNLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
-    const vector<bool>& propagate_down,
-    const vector<Blob<Dtype>*>& bottom) {
-  const Dtype* top_diff = top[0]->cpu_diff();
-  const Dtype* top_data = top[0]->cpu_data();
-  Dtype* bottom_diff = bottom[0]->mutable_cpu_diff();
-  const bool across = this->layer_param_.mvn_param().across_channels();
-  const bool scale = this->layer_param_.mvn_param().normalize_variance();
-  const int num = across ? bottom[0]->num() : bottom[0]->num() * bottom[0]->channels();
-  const int dim = bottom[0]->count() / num;
-  const Dtype* sigma = variance_.cpu_data();
-""" + parallel_cpu.MVN_ROWS + """  for (int r = 0; r < num; ++r) {
-    const Dtype* dy = top_diff + static_cast<size_t>(r) * dim;
-    const Dtype* y = top_data + static_cast<size_t>(r) * dim;
-    Dtype* dx = bottom_diff + static_cast<size_t>(r) * dim;
-    double sum_dy = 0, sum_ydy = 0;
-    if (scale) {
-      #pragma omp simd reduction(+:sum_dy, sum_ydy)
-      for (int i = 0; i < dim; ++i) {
-        sum_dy += dy[i];
-        sum_ydy += static_cast<double>(y[i]) * dy[i];
-      }
-    } else {
-      #pragma omp simd reduction(+:sum_dy)
-      for (int i = 0; i < dim; ++i) sum_dy += dy[i];
-    }
-    const Dtype a = static_cast<Dtype>(sum_dy / dim);
-    const Dtype b = scale ? static_cast<Dtype>(sum_ydy / dim) : Dtype(0);
-    const Dtype inv = scale ? Dtype(1) / sigma[r] : Dtype(1);
-    #pragma omp simd
-    for (int i = 0; i < dim; ++i) dx[i] = (dy[i] - a - y[i] * b) * inv;
-  }
-}"""
-
-
-def _patch_mvn_cpp(text: str, rel: str) -> str:
-    head, sep, rest = text.partition(MVN_START)
-    old, sep2, tail = rest.partition(MVN_END)
-    if not sep or not sep2 or MVN_START in rest:
-        raise BuildError(f"{rel}: cannot find MVN's Forward_cpu .. Backward_cpu (is the "
-                         f"archive the pinned one?)")
-    return head.replace("#include <vector>\n", "#include <cmath>\n#include <vector>\n", 1) + (
-        MVN_CPU + sep2 + tail)
-
-
-def _patch_parallel(text: str, rel: str) -> str:
-    for old, new, what in parallel_cpu.PATCHES[rel]:
-        text = _replace_once(text, old, new, rel, what)
-    return text
-
-
-def _patch_im2col(text: str, rel: str) -> str:
-    head, sep, col2im = text.partition(parallel_cpu.COL2IM_FUNCTION)
-    if not sep or parallel_cpu.IM2COL_FUNCTION not in head:
-        raise BuildError(f"{rel}: cannot find im2col_cpu and col2im_cpu (is the archive "
-                         "the pinned one?)")
-    head = _replace_once(head, parallel_cpu.IM2COL_LOOP, parallel_cpu.IM2COL_NEW, rel,
-                         "im2col_cpu's channel loop")
-    col2im = _replace_once(col2im, parallel_cpu.IM2COL_LOOP, parallel_cpu.COL2IM_NEW, rel,
-                           "col2im_cpu's channel loop")
-    return head + sep + col2im
-
-
-MAKEFILE_PYCAFFE_OLD = """$(PY$(PROJECT)_SO): $(PY$(PROJECT)_SRC) $(PY$(PROJECT)_HXX) | $(DYNAMIC_NAME)
-	@ echo CXX/LD -o $@ $<
-	$(Q)$(CXX) -shared -o $@ $(PY$(PROJECT)_SRC) \\
-		-o $@ $(LINKFLAGS) -l$(LIBRARY_NAME) $(PYTHON_LDFLAGS) \\
-		-Wl,-rpath,$(ORIGIN)/../../build/lib
-"""
-# pycaffe's _caffe.cpp (about 40 s of boost.python templates) compiled and linked in one
-# step after libcaffe, on one core at the end of the build; as an object of its own it
-# compiles beside the library's sources (run_make asks for pycaffe first), then links.
-MAKEFILE_PYCAFFE_NEW = """# squeezenet-frcnn: _caffe.cpp compiles without waiting for libcaffe, then links
-PY$(PROJECT)_OBJ := $(BUILD_DIR)/python/_$(PROJECT).o
-$(PY$(PROJECT)_OBJ): $(PY$(PROJECT)_SRC) $(PY$(PROJECT)_HXX)
-	@ echo CXX $<
-	@ mkdir -p $(@D)
-	$(Q)$(CXX) -c -o $@ $(PY$(PROJECT)_SRC) $(LINKFLAGS)
-
-$(PY$(PROJECT)_SO): $(PY$(PROJECT)_OBJ) | $(DYNAMIC_NAME)
-	@ echo LD -o $@
-	$(Q)$(CXX) -shared -o $@ $(PY$(PROJECT)_OBJ) \\
-		$(LINKFLAGS) -l$(LIBRARY_NAME) $(PYTHON_LDFLAGS) \\
-		-Wl,-rpath,$(ORIGIN)/../../build/lib
-"""
-
-
-def _patch_makefile(text: str, rel: str) -> str:
-    return _replace_once(text, MAKEFILE_PYCAFFE_OLD, MAKEFILE_PYCAFFE_NEW, rel, "pycaffe's rule")
-
-
-# The GPU build's runtime behaviour (compiled only without CPU_ONLY).
-COMMON_CPP = "src/caffe/common.cpp"
-# A GPU build on a machine without a GPU or driver runs on the CPU: Caffe() then skips the
-# cuBLAS and cuRAND handles instead of logging two errors in every process.
-COMMON_CTOR_OLD = """  // Try to create a cublas handler, and report an error if failed (but we will
-  // keep the program running as one might just want to run CPU code).
-  if (cublasCreate(&cublas_handle_) != CUBLAS_STATUS_SUCCESS) {"""
-COMMON_CTOR_NEW = """  // squeezenet-frcnn: no device (or no driver): CPU only, quietly
-  int frcnn_devices = 0;
-  if (cudaGetDeviceCount(&frcnn_devices) != cudaSuccess || frcnn_devices == 0) {
-    cudaGetLastError();
-    return;
-  }
-""" + COMMON_CTOR_OLD
-# cudaDeviceProp fields that CUDA 13 removed, printed by Caffe::DeviceQuery.
-COMMON_CUDA13_FIELDS = [
-    '  LOG(INFO) << "Clock rate:                    " << prop.clockRate;\n',
-    '  LOG(INFO) << "Concurrent copy and execution: "\n      << (prop.deviceOverlap ? "Yes" : "No");\n',
-    '  LOG(INFO) << "Kernel execution timeout:      "\n'
-    '      << (prop.kernelExecTimeoutEnabled ? "Yes" : "No");\n',
-]
-
-
-def _patch_common(text: str, rel: str) -> str:
-    text = _replace_once(text, COMMON_CTOR_OLD, COMMON_CTOR_NEW, rel, "Caffe's constructor")
-    for line in COMMON_CUDA13_FIELDS:
-        text = _replace_once(text, line, "#if CUDART_VERSION < 13000  // squeezenet-frcnn\n"
-                             + line + "#endif\n", rel, "a DeviceQuery line")
-    return text
-
-
-SYNCEDMEM_CPP = "src/caffe/syncedmem.cpp"
-SYNCEDMEM_MALLOC = "CUDA_CHECK(cudaMalloc(&gpu_ptr_, size_));"
-# A GPU allocation that fails throws (pycaffe raises it as RuntimeError; frcnn says what to
-# do) instead of a CHECK that aborts the process.
-SYNCEDMEM_HELPER = """#include "caffe/util/math_functions.hpp"
-
-#ifndef CPU_ONLY
-#include <sstream>
-#include <stdexcept>
-namespace caffe {
-// squeezenet-frcnn: out of GPU memory is an exception, not an abort
-static void FrcnnCudaMalloc(void** ptr, size_t size) {
-  const cudaError_t err = cudaMalloc(ptr, size);
-  if (err == cudaSuccess) return;
-  cudaGetLastError();
-  int device = -1;
-  size_t free_bytes = 0, total_bytes = 0;
-  cudaGetDevice(&device);
-  cudaMemGetInfo(&free_bytes, &total_bytes);
-  std::ostringstream msg;
-  msg << "CUDA out of memory: cudaMalloc of " << (size >> 20) << " MiB on GPU " << device
-      << " failed (" << cudaGetErrorString(err) << "; " << (free_bytes >> 20) << " of "
-      << (total_bytes >> 20) << " MiB free)";
-  throw std::runtime_error(msg.str());
-}
-}  // namespace caffe
-#endif
-"""
-
-
-def _patch_syncedmem(text: str, rel: str) -> str:
-    if text.count(SYNCEDMEM_MALLOC) != 3:
-        raise BuildError(f"{rel}: expected three GPU allocations (is the archive the pinned one?)")
-    text = text.replace(SYNCEDMEM_MALLOC, "FrcnnCudaMalloc(&gpu_ptr_, size_);")
-    return _replace_once(text, '#include "caffe/util/math_functions.hpp"\n', SYNCEDMEM_HELPER,
-                         rel, "the includes")
-
-
-# The archive's C++ ProposalLayer (not ours; Faster R-CNN nets use the Python one) declares a
-# GPU backward it never defines, which the CPU build never instantiates: define it as its
-# CPU backward is, empty (proposals take no gradient).
-PROPOSAL_CU = "src/caffe/layers/proposal_layer.cu"
-PROPOSAL_INSTANTIATE = "INSTANTIATE_LAYER_GPU_FUNCS(ProposalLayer);"
-PROPOSAL_BACKWARD = """// squeezenet-frcnn: the GPU backward the archive declares, empty as its CPU one
-template <typename Dtype>
-void ProposalLayer<Dtype>::Backward_gpu(const vector<Blob<Dtype>*>& top,
-    const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom) {}
-
-"""
-
-
-def _patch_proposal_cu(text: str, rel: str) -> str:
-    return _replace_once(text, PROPOSAL_INSTANTIATE, PROPOSAL_BACKWARD + PROPOSAL_INSTANTIATE,
-                         rel, "the ProposalLayer instantiation")
-
-
-# Layers of the archive with CPU code only (declared GPU functions, a STUB_GPU for the CPU
-# build, no .cu): in the GPU build they run their CPU code, as Caffe's Layer does for a layer
-# without GPU functions, instead of leaving libcaffe with undefined symbols.
-CPU_ONLY_LAYERS = {
-    "src/caffe/layers/hardsigmoid_layer.cpp": "HardSigmoidLayer",
-    "src/caffe/layers/hardswish_layer.cpp": "HardSwishLayer",
-    "src/caffe/layers/maxunpool_layer.cpp": "MaxUnPoolLayer",
-    "src/caffe/layers/pixelshuffle_layer.cpp": "PixelShuffleLayer",
-    "src/caffe/layers/relu6_layer.cpp": "ReLU6Layer",
-    "src/caffe/layers/upsample_layer.cpp": "UpsampleLayer",
-}
-CPU_FALLBACK = """#else  // squeezenet-frcnn: no CUDA code for this layer; the GPU build runs its CPU code
-template <typename Dtype>
-void {name}<Dtype>::Forward_gpu(const vector<Blob<Dtype>*>& bottom,
-    const vector<Blob<Dtype>*>& top) {{
-  Forward_cpu(bottom, top);
-}}
-template <typename Dtype>
-void {name}<Dtype>::Backward_gpu(const vector<Blob<Dtype>*>& top,
-    const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom) {{
-  Backward_cpu(top, propagate_down, bottom);
-}}
-"""
-
-
-def _patch_cpu_only_layer(text: str, rel: str) -> str:
-    name = CPU_ONLY_LAYERS[rel]
-    match = re.search(r"STUB_GPU\(" + name + r"\);\s*\n(\s*)#endif", text)
-    if match is None:
-        raise BuildError(f"{rel}: cannot find STUB_GPU({name}) (is the archive the pinned one?)")
-    at = match.end() - len("#endif") - len(match.group(1))
-    return text[:at] + CPU_FALLBACK.format(name=name) + text[at:]
-
-
-# Files of the archive that the build edits, each rewritten from the archive's own copy
-# on every preparation (so a changed patch never meets an already patched file).
-PATCHES = {
-    "Makefile": _patch_makefile,
-    "src/caffe/proto/caffe.proto": _patch_proto,
-    "python/caffe/io.py": _patch_caffe_io,
-    "include/caffe/layers/python_layer.hpp": _patch_python_layer,
-    CONV_CPP: _patch_conv_cpp,
-    CONV_HPP: _patch_conv_hpp,
-    MVN_CPP: _patch_mvn_cpp,
-    **{rel: _patch_parallel for rel in parallel_cpu.PATCHES},
-    parallel_cpu.IM2COL_CPP: _patch_im2col,
-    DROPOUT_HPP: _patch_dropout_hpp,
-    DROPOUT_CPP: _patch_dropout_source(DROPOUT_CPP),
-    DROPOUT_CU: _patch_dropout_source(DROPOUT_CU),
-    COMMON_CPP: _patch_common,
-    SYNCEDMEM_CPP: _patch_syncedmem,
-    PROPOSAL_CU: _patch_proposal_cu,
-    **{rel: _patch_cpu_only_layer for rel in CPU_ONLY_LAYERS},
-}
+def apply_patch(text: str, rel: str, patch: Path) -> str:
+    """``text`` (the archive's ``rel``) with ``patch`` applied by GNU patch, exactly (no
+    fuzz, no offsets beyond what the diff says); BuildError when it does not apply."""
+    with tempfile.TemporaryDirectory(prefix="frcnn-patch-") as tmp:
+        target = Path(tmp) / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(text.encode())
+        proc = subprocess.run(["patch", "--batch", "--forward", "--fuzz=0", "--silent",
+                               "--no-backup-if-mismatch", "-p1", "-d", tmp, "-i", str(patch)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            why = (proc.stdout + proc.stderr).strip().splitlines() or ["no message"]
+            raise BuildError(f"{patch.name} does not apply to {rel} (is the archive the pinned "
+                             f"one?): {why[-1]}")
+        return target.read_bytes().decode()
 
 
 def apply_patches(archive: Path, tree: Path) -> list[str]:
-    """Write each file of PATCHES as its pristine archive text with our patch applied;
+    """Write each file of PATCHES as its pristine archive text with its patch applied;
     files whose result is unchanged keep their timestamps (no recompilation).  Returns
     the files written."""
     written = []
@@ -817,7 +407,7 @@ def apply_patches(archive: Path, tree: Path) -> list[str]:
             member = tf.extractfile(f"{prefix}/{rel}")
             if member is None:
                 raise BuildError(f"{archive.name}: no {rel}")
-            text = patch(member.read().decode(), rel)
+            text = apply_patch(member.read().decode(), rel, patch)
             if write_if_changed(tree / rel, text.encode()):
                 log(f"patched {rel}")
                 written.append(rel)
@@ -1076,7 +666,7 @@ def main(argv: list[str] | None = None) -> int:
     if sys.prefix == sys.base_prefix and not args.no_install:
         raise BuildError("run this with a virtual environment's python: the caffe package and "
                          "command are installed into that environment")
-    for tool in ("make", "g++", "protoc"):
+    for tool in ("make", "g++", "protoc", "patch"):
         if shutil.which(tool) is None:
             raise BuildError(f"'{tool}' not found: install the Debian packages listed in install.sh")
 

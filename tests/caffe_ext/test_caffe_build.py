@@ -221,3 +221,23 @@ def test_caffe_command_checks_a_gpu_before_caffe_aborts(flag):
     gpu = flag[-1].split("=")[-1]
     assert proc.stderr.startswith(f"caffe: error: --gpu {gpu}: "), proc.stderr
     assert "Check failure" not in proc.stderr
+
+
+def test_build_key_depends_on_the_patches(tmp_path, monkeypatch):
+    """caffe_ext/patches/*.patch are sources of the build like the overlay."""
+    build_caffe = _build_caffe()
+    abi = build_caffe.python_abi()
+    key = build_caffe.build_key(abi)
+    copy = tmp_path / "caffe_ext"
+    shutil.copytree(ROOT / "caffe_ext", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(build_caffe, "HERE", copy)
+    patch = sorted((copy / "patches").glob("*.patch"))[0]
+    patch.write_text(patch.read_text() + " \n")
+    assert build_caffe.build_key(abi) != key
+
+
+def test_a_patch_that_does_not_apply_is_named(tmp_path):
+    build_caffe = _build_caffe()
+    rel, patch = next(iter(build_caffe.PATCHES.items()))
+    with pytest.raises(build_caffe.BuildError, match=f"{patch.name} does not apply to {rel}"):
+        build_caffe.apply_patch("nothing like the archive's file\n", rel, patch)
