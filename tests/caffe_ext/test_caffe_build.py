@@ -42,13 +42,19 @@ def test_second_build_uses_the_cache():
     assert "make" not in proc.stdout
 
 
-def test_build_key_depends_on_layer_sources(tmp_path, monkeypatch):
+def _key_of_a_copy(tmp_path, monkeypatch):
+    """(build_caffe, abi, the key, a copy of caffe_ext/ that build_caffe now reads)."""
     build_caffe = _build_caffe()
     abi = build_caffe.python_abi()
     key = build_caffe.build_key(abi)
     copy = tmp_path / "caffe_ext"
     shutil.copytree(ROOT / "caffe_ext", copy, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(build_caffe, "HERE", copy)
+    return build_caffe, abi, key, copy
+
+
+def test_build_key_depends_on_layer_sources(tmp_path, monkeypatch):
+    build_caffe, abi, key, copy = _key_of_a_copy(tmp_path, monkeypatch)
     assert build_caffe.build_key(abi) == key
     src = copy / "src/caffe/layers/roi_pooling_layer.cpp"
     src.write_text(src.read_text() + "\n// changed\n")
@@ -225,12 +231,7 @@ def test_caffe_command_checks_a_gpu_before_caffe_aborts(flag):
 
 def test_build_key_depends_on_the_patches(tmp_path, monkeypatch):
     """caffe_ext/patches/*.patch are sources of the build like the overlay."""
-    build_caffe = _build_caffe()
-    abi = build_caffe.python_abi()
-    key = build_caffe.build_key(abi)
-    copy = tmp_path / "caffe_ext"
-    shutil.copytree(ROOT / "caffe_ext", copy, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(build_caffe, "HERE", copy)
+    build_caffe, abi, key, copy = _key_of_a_copy(tmp_path, monkeypatch)
     patch = sorted((copy / "patches").glob("*.patch"))[0]
     patch.write_text(patch.read_text() + " \n")
     assert build_caffe.build_key(abi) != key
