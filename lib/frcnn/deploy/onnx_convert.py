@@ -38,6 +38,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from frcnn.nets.caffe_params import defines, pool_ceil_mode, spatial_pair, spatial_values
+
 if TYPE_CHECKING:
     from caffe.proto.caffe_pb2 import LayerParameter
 
@@ -68,11 +70,6 @@ def _unsupported(layer, reason: str) -> UnsupportedLayer:
 def _dims(shape: Sequence[int | None]) -> str:
     """(64, ?, 3, 3) for a shape with unknown dims (None)."""
     return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
-
-
-def _has(msg, field: str) -> bool:
-    """Whether ``msg`` (a protobuf message) defines ``field`` (builds of Caffe differ)."""
-    return field in msg.DESCRIPTOR.fields_by_name
 
 
 class _Checks:
@@ -266,19 +263,14 @@ def _arity(layer, bottoms: int | None, tops: int | None) -> None:
         raise _unsupported(layer, f"it has {len(layer.top)} tops, expected {tops}")
 
 
-def _pair(layer, repeated: Sequence[int], h: int, w: int, has_hw: bool,
-          default: int, what: str) -> tuple[int, int]:
-    """Caffe's (h, w) of a kernel/stride/pad/dilation: the _h/_w fields or the repeated one."""
-    if has_hw:
-        return int(h), int(w)
-    values = [int(v) for v in repeated]
-    if not values:
-        return default, default
-    if len(values) == 1:
-        return values[0], values[0]
-    if len(values) == 2:
-        return values[0], values[1]
-    raise _unsupported(layer, f"{len(values)}-D {what} (only 2-D is supported)")
+def _pair(layer, p, name: str, default: int) -> tuple[int, int]:
+    """Caffe's (h, w) of the kernel/stride/pad/dilation ``name`` of a ConvolutionParameter
+    or PoolingParameter ``p``, as ``frcnn.nets.caffe_params.spatial_pair`` reads it
+    (``default`` when unset); UnsupportedLayer when more than 2 values are given (N-D)."""
+    n = len(spatial_values(p, name))
+    if n > 2:
+        raise _unsupported(layer, f"{n}-D {name} (only 2-D is supported)")
+    return spatial_pair(p, name, default)
 
 
 def _require_rank(b: _Builder, layer, value: str, rank: int) -> None:
@@ -296,13 +288,10 @@ def _convolution(b: _Builder, layer) -> None:
     p = layer.convolution_param
     if p.axis != 1:
         raise _unsupported(layer, f"axis {p.axis} (only 1 is supported)")
-    kernel = _pair(layer, p.kernel_size, p.kernel_h, p.kernel_w,
-                   p.HasField("kernel_h") or p.HasField("kernel_w"), 0, "kernel")
-    stride = _pair(layer, p.stride, p.stride_h, p.stride_w,
-                   p.HasField("stride_h") or p.HasField("stride_w"), 1, "stride")
-    pad = _pair(layer, p.pad, p.pad_h, p.pad_w,
-                p.HasField("pad_h") or p.HasField("pad_w"), 0, "pad")
-    dilation = _pair(layer, p.dilation, 1, 1, False, 1, "dilation")
+    kernel = _pair(layer, p, "kernel", 0)
+    stride = _pair(layer, p, "stride", 1)
+    pad = _pair(layer, p, "pad", 0)
+    dilation = _pair(layer, p, "dilation", 1)
     if min(kernel) <= 0 or min(stride) <= 0:
         raise _unsupported(layer, f"kernel {kernel} and stride {stride} must be positive")
     group = int(p.group)
@@ -351,16 +340,15 @@ def _pooling(b: _Builder, layer) -> None:
         op = "GlobalMaxPool" if p.pool == p.MAX else "GlobalAveragePool"
         b.write(layer.top[0], b.node(op, [x], layer.name, out=layer.top[0], rank=4))
         return
-    kernel = (p.kernel_h, p.kernel_w) if p.HasField("kernel_h") else (p.kernel_size,) * 2
-    pad = (p.pad_h, p.pad_w) if p.HasField("pad_h") else (p.pad,) * 2
-    stride = (p.stride_h, p.stride_w) if p.HasField("stride_h") else (p.stride,) * 2
-    kernel, pad, stride = (tuple(int(v) for v in t) for t in (kernel, pad, stride))
+    kernel = _pair(layer, p, "kernel", 0)
+    pad = _pair(layer, p, "pad", 0)
+    stride = _pair(layer, p, "stride", 1)
     if min(kernel) <= 0 or min(stride) <= 0:
         raise _unsupported(layer, f"kernel {kernel} and stride {stride} must be positive")
     if any(pd >= k for pd, k in zip(pad, kernel)):
         raise _unsupported(layer, f"pad {pad} must be smaller than the kernel {kernel} "
                                   f"(Caffe checks this)")
-    ceil = bool(p.ceil_mode) if _has(p, "ceil_mode") else True
+    ceil = pool_ceil_mode(p)
     if ceil and any(pd == 0 and s > k for pd, s, k in zip(pad, stride, kernel)):
         raise _unsupported(layer, f"pad 0 with stride {stride} > kernel {kernel}: Caffe's "
                                   f"ceil rounding then keeps, at some input sizes, a last "
@@ -421,7 +409,7 @@ def _dropout(b: _Builder, layer) -> None:
     _arity(layer, 1, 1)
     p = layer.dropout_param
     x = b.read(layer)
-    scale_train = bool(p.scale_train) if _has(p, "scale_train") else True
+    scale_train = bool(p.scale_train) if defines(p, "scale_train") else True
     if scale_train:
         b.write(layer.top[0], x)
         return

@@ -10,6 +10,10 @@ line can register its subcommands cheaply):
   zf         ZF trunk and head (py-faster-rcnn's ZF end-to-end net)
   detection  the Faster R-CNN train and test nets: data, RPN, proposals, RoI head, OHEM
   generate   writes train/test/solver prototxts and the cfg file of each variant
-  checker    ``frcnn check``: what would fail at train time, parameter count and size
+  checker    ``frcnn check``: what would fail at train time, parameter count and size;
+             its jobs in check_shapes (Caffe shape inference), check_setup (the Python
+             layers' own setup on stand-in blobs) and check_rules (Faster R-CNN rules)
+  caffe_params  kernel / pad / stride / dilation and pooling's ceil_mode as Caffe reads
+             them (shared by the checker and the ONNX converter)
   commands   the ``frcnn prototxt`` and ``frcnn check`` subcommands
 """
