@@ -10,11 +10,9 @@ The Cython CPU kernels always build.  The CUDA kernels build only where nvcc is 
 (or FORCE_CUDA=1); a failed or skipped CUDA build never breaks the install: the
 library falls back to the CPU with one warning.
 
-Build time (the package's part of a fresh ./install.sh): the extensions compile side by
-side, one per core (BuildExtWithCuda sets build_ext's ``parallel``), and without debug
-info (``-g0`` after Python's ``-g``: gcc spends about 45% of a Cython module's compile on
-it, 11.1 s against 6.3 s for roi_pool.c).  Measured on the 2-vCPU Intel Xeon machine,
-2026-12-03: 58 s before, 30-32 s after (``pip install -e .`` with nothing built).
+Build time: the extensions compile side by side, one per core (BuildExtWithCuda sets
+build_ext's ``parallel``), and without debug info (``-g0`` after Python's ``-g``: debug
+info is nearly half of a Cython module's compile); measured in docs/caffe-build.md.
 """
 import glob
 import os

@@ -31,9 +31,8 @@ from frcnn.diagnostics import error_summary
 @dataclass(frozen=True)
 class DemoRecipe:
     """Training from scratch in a few minutes; measured choices are in docs/demo-recipe.md."""
-    iters: int = 1500             # 12 min 41 s of ./install.sh on the Intel Xeon machine
-                                  # (2026-12-03; 15 min 50 s on a slower day, older build);
-                                  # 1200 fit in 13 min 46 s but lost 2-7 points (docs/demo-recipe.md)
+    iters: int = 1500             # the whole ./install.sh within about 15 minutes on
+                                  # 2 cores; 1200 lost 2-7 points (docs/demo-recipe.md)
     base_lr: float = 0.005        # SGD, momentum 0.9, step x0.1 at 3/4 of the run; over
                                   # seeds 1-3, 0.005 beat 0.01 by 0.6 / 1.0 points (VOC07 /
                                   # area), 0.02 lost 7.5 points on seed 1 (docs/demo-recipe.md)
