@@ -1,4 +1,4 @@
-"""Benchmarks of the detectors: the seed's speed and size claims, measured (``frcnn bench``).
+"""Benchmarks of the detectors: the seed design's speed and size claims, measured (``frcnn bench``).
 
 Modules:
   nets        a variant's test or train net as a caffe.Net with random weights; the stage

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from frcnn.bench import nets as bnets
 
-SEED_MODEL_MB = 17.0  # the seed's SqueezeNet Faster R-CNN model, as it reports it
+SEED_MODEL_MB = 17.0  # the seed design's SqueezeNet Faster R-CNN model, as it reports it
 MB = 1e6
 
 
