@@ -69,7 +69,9 @@ setup(
     extras_require={"test": ["pytest", "hypothesis"],
                     # a deploy-only install: the onnxruntime backend, no Caffe build
                     "deploy": ["onnxruntime"],
-                    "export": ["onnx", "onnxruntime"]},
+                    "export": ["onnx", "onnxruntime"],
+                    # the openvino backend (an export's graphs in OpenVINO)
+                    "openvino": ["openvino"]},
     entry_points={"console_scripts": ["frcnn = frcnn.cli:main"]},
     zip_safe=False,
 )

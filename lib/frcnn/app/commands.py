@@ -20,10 +20,12 @@ def _floats(text: str) -> tuple[float, ...]:
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="a .caffemodel, or an `frcnn export` folder")
     p.add_argument("--backend", default="auto",
-                   choices=("auto", "caffe", "onnxruntime", "opencv"),
+                   choices=("auto", "caffe", "onnxruntime", "opencv", "openvino"),
                    help="what runs the model (auto: caffe for a caffemodel, onnxruntime for an "
                         "export folder; opencv needs OpenCV 4.x and an export with "
-                        "caffe-deploy)")
+                        "caffe-deploy; openvino runs an export's ONNX graphs)")
+    p.add_argument("--device", default="CPU",
+                   help="OpenVINO's device for --backend openvino (CPU, GPU, NPU, AUTO)")
     p.add_argument("--net", help="test.prototxt or a variant name (default: the one the "
                                  "model's .frcnn.json names)")
     p.add_argument("--cfg", dest="cfg_file", help="YAML config merged over the model's")
@@ -277,7 +279,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
 
     run_test(EvalRequest(model=args.model, net=args.net, cfg_file=args.cfg_file,
                          set_pairs=_set_pairs(args), unnormalize=args.unnormalize,
-                         backend=args.backend,
+                         backend=args.backend, device=args.device,
                          dataset=args.dataset, root=args.root, images=args.images,
                          split=args.split, classes=args.classes, out=args.out,
                          force=args.force, max_images=args.max_images,
@@ -312,7 +314,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     run_detect(DetectRequest(model=args.model, net=args.net, cfg_file=args.cfg_file,
                              set_pairs=_set_pairs(args), unnormalize=args.unnormalize,
-                             backend=args.backend,
+                             backend=args.backend, device=args.device,
                              images=args.images, out=args.out, thresh=args.thresh,
                              classes=classes))
     return 0

@@ -14,7 +14,7 @@ from frcnn.app.runs import (default_derived_out, derived_out_dir, install_cfg, m
                             model_context)
 
 
-BACKENDS = ("auto", "caffe", "onnxruntime", "opencv")  # auto: caffe for a caffemodel,
+BACKENDS = ("auto", "caffe", "onnxruntime", "opencv", "openvino")  # auto: caffe for a caffemodel,
 #                                                       onnxruntime for an export folder
 
 
@@ -25,7 +25,8 @@ class ModelRequest:
     cfg_file: str | None = None
     set_pairs: Sequence[str] = ()
     unnormalize: bool | None = None       # None: from the model's sidecar
-    backend: str = "auto"                 # auto, caffe, onnxruntime or opencv
+    backend: str = "auto"                 # auto, caffe, onnxruntime, opencv or openvino
+    device: str = "CPU"                   # OpenVINO's device (openvino backend)
 
 
 def load_detector(req: ModelRequest, num_classes: int | None = None, work_dir: Path | None = None):
@@ -97,13 +98,17 @@ def _load_exported(req: ModelRequest):
                    if getattr(given, f.name) != getattr(default, f.name)}
         settings = dataclasses.replace(settings, **changed)
     if req.backend == "caffe":
-        raise ValueError(f"{req.model} is an export folder, which runs in onnxruntime or "
+        raise ValueError(f"{req.model} is an export folder, which runs in onnxruntime, openvino or "
                          f"opencv; for Caffe pass the caffemodel it was exported from "
                          f"({manifest.get('source', {}).get('model', '?')})")
     if req.backend in ("auto", "onnxruntime"):
         from frcnn.deploy.onnx_backend import OnnxDetector
 
         detector = OnnxDetector(req.model, settings, manifest=manifest)
+    elif req.backend == "openvino":
+        from frcnn.deploy.openvino_backend import OpenVINODetector
+
+        detector = OpenVINODetector(req.model, settings, manifest=manifest, device=req.device)
     else:
         from frcnn.deploy.opencv_detector import OpenCVDetector
 

@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-BACKENDS = ("caffe", "onnxruntime", "opencv")
+BACKENDS = ("caffe", "onnxruntime", "opencv", "openvino")
 
 
 def _median_ms(values: Sequence[float]) -> float:
@@ -120,7 +120,15 @@ def _detectors(backends: Sequence[str], export: Path, net_path: str, model: str,
             if log:
                 log(f"  skipped opencv: {opencv_dnn_available()}")
             continue
-        if backend == "onnxruntime":
+        if backend == "openvino":
+            from frcnn.deploy.openvino_backend import OpenVINODetector, openvino_available
+
+            if openvino_available():
+                if log:
+                    log(f"  skipped openvino: {openvino_available()}")
+                continue
+            det = OpenVINODetector(export)
+        elif backend == "onnxruntime":
             det = OnnxDetector(export)
         elif backend == "opencv":
             from frcnn.deploy.opencv_detector import OpenCVDetector
@@ -144,7 +152,7 @@ def _time(backend: str, det: Any, image: np.ndarray, repeats: int, warmup: int
         dets = det.detect(image)
         if r >= warmup:
             times.append(time.perf_counter() - t)
-            if backend == "onnxruntime":
+            if backend in ("onnxruntime", "openvino"):
                 stage_runs.append(dict(det.timings))
     if backend == "caffe":
         stages = _caffe_stages(det, image, repeats)

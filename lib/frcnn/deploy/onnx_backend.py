@@ -74,11 +74,8 @@ class OnnxDetector(DetectorBase):
     def __init__(self, folder: str | os.PathLike, settings: DetectSettings | None = None,
                  threads: int | None = None, manifest: dict[str, Any] | None = None,
                  portable_head: bool = False):
-        reason = onnxruntime_available()
-        if reason:
-            raise RuntimeError(f"the onnxruntime backend needs onnxruntime: {reason}")
-        import onnxruntime as ort
-
+        self._threads = threads
+        self._start_runtime()
         self.manifest = manifest or load_manifest(folder)
         if not self.manifest.get("onnx"):
             raise ValueError(f"{folder}: the export has no ONNX graphs (export with "
@@ -90,28 +87,36 @@ class OnnxDetector(DetectorBase):
         self.class_names = list(m["classes"])
         self.meta = {"classes": self.class_names}
         self.grid, self.proposal_params = proposal_settings(m)
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = int(threads)
         folder = m["folder"]
         onnx = m["onnx"]
-        self._backbone = ort.InferenceSession(os.path.join(folder, onnx["backbone"]["file"]),
-                                              options, providers=["CPUExecutionProvider"])
-        self._head = ort.InferenceSession(os.path.join(folder, onnx["head"]["file"]),
-                                          options, providers=["CPUExecutionProvider"])
+        self._backbone = self._open(os.path.join(folder, onnx["backbone"]["file"]))
+        self._head = self._open(os.path.join(folder, onnx["head"]["file"]))
         # the pooled head with this package's RoI pooling kernel where both are there
         self._pooling = onnx.get("roi_pooling") if "head_pooled" in onnx else None
         if self._pooling is not None and (portable_head or not _native_roi_pool()):
             self._pooling = None
         if self._pooling is not None:
-            self._head_pooled = ort.InferenceSession(
-                os.path.join(folder, onnx["head_pooled"]["file"]), options,
-                providers=["CPUExecutionProvider"])
+            self._head_pooled = self._open(os.path.join(folder, onnx["head_pooled"]["file"]))
             self._pooled_input = onnx["head_pooled"]["inputs"][0]
         self._data = onnx["backbone"]["inputs"][0]
         self._outputs = [onnx["feature"], onnx["rpn_prob"], onnx["rpn_deltas"]]
         self._rois = onnx["head"]["inputs"][1]
         self.timings: dict[str, float] = {}
+
+    def _start_runtime(self) -> None:
+        """Check the runtime is there (RuntimeError naming what to install)."""
+        reason = onnxruntime_available()
+        if reason:
+            raise RuntimeError(f"the onnxruntime backend needs onnxruntime: {reason}")
+
+    def _open(self, path: str) -> Any:
+        """One graph, ready to ``run(output_names or None, {input name: array})``."""
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if self._threads:
+            options.intra_op_num_threads = int(self._threads)
+        return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
     def backbone(self, blob: np.ndarray) -> list[np.ndarray]:
         """[feature, rpn probabilities (1, 2A, h, w), rpn deltas (1, 4A, h, w)]."""

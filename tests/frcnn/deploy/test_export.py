@@ -182,14 +182,15 @@ def test_a_truncated_model_is_an_error_not_a_crash(model, tmp_path):
                                  net=str(Path(model).parent / "net" / "test.prototxt")))
 
 
-def test_a_missing_backend_package_is_named(exported, tmp_path):
+def _load_without(module: str, exported, tmp_path, backend: str = "auto") -> str:
+    """What load_detector says in a process where ``import module`` fails."""
     blocker = tmp_path / "blocker"
     blocker.mkdir()
-    (blocker / "onnxruntime.py").write_text("raise ImportError('blocked in this test')\n")
+    (blocker / f"{module}.py").write_text("raise ImportError('blocked in this test')\n")
     code = textwrap.dedent(f"""
         from frcnn.app.testing import ModelRequest, load_detector
         try:
-            load_detector(ModelRequest(model={str(exported)!r}))
+            load_detector(ModelRequest(model={str(exported)!r}, backend={backend!r}))
         except RuntimeError as e:
             print("ERROR", e)
     """)
@@ -197,5 +198,57 @@ def test_a_missing_backend_package_is_named(exported, tmp_path):
                                                                                   ""))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                           timeout=120)
-    assert "ERROR the onnxruntime backend needs onnxruntime" in proc.stdout, proc.stderr
-    assert "pip install onnxruntime" in proc.stdout
+    return proc.stdout + proc.stderr
+
+
+def test_a_missing_backend_package_is_named(exported, tmp_path):
+    out = _load_without("onnxruntime", exported, tmp_path)
+    assert "ERROR the onnxruntime backend needs onnxruntime" in out, out
+
+
+def _need_openvino():
+    from frcnn.deploy.openvino_backend import openvino_available
+
+    if openvino_available():
+        pytest.skip(openvino_available())
+
+
+def test_openvino_gives_onnxruntimes_detections(exported, data):
+    """The same graphs in OpenVINO (its ROIPooling in the head by default) and the same
+    proposal step: onnxruntime's detections to float rounding."""
+    _need_openvino()
+    onnx_det, _ = load_detector(ModelRequest(model=str(exported)))
+    ov_det, classes = load_detector(ModelRequest(model=str(exported), backend="openvino"))
+    assert ov_det.backend == "openvino" and ov_det._pooling is None and classes[1] == "circle"
+    total = 0
+    for im in images(data):
+        for a, b in zip(onnx_det.detect(im)[1:], ov_det.detect(im)[1:]):
+            assert a.shape == b.shape
+            np.testing.assert_allclose(a[:, :4], b[:, :4], atol=0.01)
+            np.testing.assert_allclose(a[:, 4], b[:, 4], atol=1e-4)
+            total += len(a)
+        assert set(ov_det.timings) == {"backbone_rpn", "proposals", "head"}
+    assert total > 0
+
+
+def test_openvino_runs_frcnn_test(exported, data, tmp_path):
+    _need_openvino()
+    aps = run_test(EvalRequest(model=str(exported), backend="openvino", dataset="synth_test",
+                               root=str(data), out=str(tmp_path / "eval"), force=True))
+    onnx_aps = run_test(EvalRequest(model=str(exported), dataset="synth_test", root=str(data),
+                                    out=str(tmp_path / "eval_onnx"), force=True))
+    assert json.loads((tmp_path / "eval/eval.json").read_text())["backend"] == "openvino"
+    assert aps["mAP"] == pytest.approx(onnx_aps["mAP"], abs=0.005)
+
+
+def test_an_openvino_device_that_is_not_there_is_named(exported):
+    _need_openvino()
+    with pytest.raises(ValueError, match="OpenVINO device 'NPU7' is not on this machine "
+                                         r"\(available: CPU"):
+        load_detector(ModelRequest(model=str(exported), backend="openvino", device="NPU7"))
+
+
+def test_a_missing_openvino_says_what_to_install(exported, tmp_path):
+    out = _load_without("openvino", exported, tmp_path, backend="openvino")
+    assert "ERROR the openvino backend needs openvino" in out, out
+    assert "squeezenet-frcnn[openvino]" in out

@@ -1,0 +1,86 @@
+"""The OpenVINO backend: an export folder's ONNX graphs compiled by OpenVINO.
+
+The split form: OpenVINO's ONNX frontend reads backbone.onnx and head.onnx (its
+``MaxRoiPool`` becomes OpenVINO's ``ROIPooling``, method max, Caffe's), and this package's
+proposal step runs between them exactly as in the onnxruntime backend
+(``frcnn.deploy.onnx_backend``), so the proposals are py-faster-rcnn's to the bit.  Only
+numpy, openvino and this package's pure code run here: no Caffe.
+
+Devices: OpenVINO's names ('CPU', 'GPU', 'NPU', 'AUTO'); ``available_devices()`` lists
+what this machine has.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from frcnn.deploy.onnx_backend import OnnxDetector
+
+INSTALL_HINT = "pip install openvino (or the package's extra: pip install 'squeezenet-frcnn[openvino]')"
+
+
+def openvino_available() -> str | None:
+    """None when openvino imports, else a one-line reason with what to install."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError as e:
+        return f"openvino is not installed ({e}): {INSTALL_HINT}"
+    return None
+
+
+def available_devices() -> list[str]:
+    import openvino as ov
+
+    return list(ov.Core().available_devices)
+
+
+class _Compiled:
+    """An OpenVINO compiled model run as onnxruntime's sessions are:
+    ``run(output names or None, {input name: array}) -> [arrays]``."""
+
+    def __init__(self, core: Any, path: str, device: str, threads: int | None):
+        config = {"INFERENCE_NUM_THREADS": int(threads)} if threads else {}
+        self._model = core.compile_model(core.read_model(path), device, config)
+        self._request = self._model.create_infer_request()
+        self._names = [port.get_any_name() for port in self._model.outputs]
+
+    def run(self, names: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        result = self._request.infer({k: np.ascontiguousarray(v) for k, v in feeds.items()})
+        ports = {port.get_any_name(): port for port in self._model.outputs}
+        return [np.array(result[ports[name]]) for name in (names or self._names)]
+
+
+class OpenVINODetector(OnnxDetector):
+    """An export folder's graphs in OpenVINO (see the module docstring).
+
+    Args: as OnnxDetector, plus ``device`` (OpenVINO's device name, default 'CPU').  The
+    head runs with its RoI pooling inside the graph by default (``portable_head``): OpenVINO's
+    ROIPooling with conv1_last in one graph measured faster here than this package's
+    kernel feeding head_pooled.onnx (docs/deploy.md).
+    Raises RuntimeError without openvino, ValueError for a device this machine lacks.
+    """
+
+    backend = "openvino"
+
+    def __init__(self, folder: str | os.PathLike, settings=None, threads: int | None = None,
+                 manifest: dict[str, Any] | None = None, portable_head: bool = True,
+                 device: str = "CPU"):
+        self.device = device
+        super().__init__(folder, settings, threads, manifest, portable_head)
+
+    def _start_runtime(self) -> None:
+        reason = openvino_available()
+        if reason:
+            raise RuntimeError(f"the openvino backend needs openvino: {reason}")
+        import openvino as ov
+
+        self._core = ov.Core()
+        devices = list(self._core.available_devices)
+        if self.device.split(":")[0].split(".")[0] not in devices + ["AUTO", "MULTI", "HETERO"]:
+            raise ValueError(f"OpenVINO device {self.device!r} is not on this machine "
+                             f"(available: {', '.join(devices) or 'none'})")
+
+    def _open(self, path: str) -> Any:
+        return _Compiled(self._core, path, self.device, self._threads)
