@@ -20,10 +20,13 @@ def _floats(text: str) -> tuple[float, ...]:
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="a .caffemodel, or an `frcnn export` folder")
     p.add_argument("--backend", default="auto",
-                   choices=("auto", "caffe", "onnxruntime", "opencv", "openvino"),
+                   choices=("auto", "caffe", "onnxruntime", "opencv", "openvino",
+                            "openvino-native"),
                    help="what runs the model (auto: caffe for a caffemodel, onnxruntime for an "
                         "export folder; opencv needs OpenCV 4.x and an export with "
-                        "caffe-deploy; openvino runs an export's ONNX graphs)")
+                        "caffe-deploy; openvino runs an export's ONNX graphs with this "
+                        "package's proposals, openvino-native its one OpenVINO model with "
+                        "OpenVINO's Proposal: export with --format openvino)")
     p.add_argument("--device", default="CPU",
                    help="OpenVINO's device for --backend openvino (CPU, GPU, NPU, AUTO)")
     p.add_argument("--net", help="test.prototxt or a variant name (default: the one the "
@@ -179,7 +182,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--net", help="its test.prototxt (default: the one the model's sidecar "
                                  "names)")
     p.add_argument("--format", default="onnx,caffe-deploy",
-                   help="onnx, caffe-deploy, or both comma-separated (default both)")
+                   help="onnx, caffe-deploy, openvino (one OpenVINO model with its native "
+                        "Proposal; also writes the onnx graphs), comma-separated (default "
+                        "onnx,caffe-deploy)")
     p.add_argument("--out", required=True, help="the export folder")
     p.add_argument("--cfg", dest="cfg_file", help="YAML config merged over the model's (the "
                                                   "TEST settings go into the manifest)")

@@ -9,7 +9,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-FORMATS = ("onnx", "caffe-deploy")
+FORMATS = ("onnx", "caffe-deploy", "openvino")
+DEFAULT_FORMATS = ("onnx", "caffe-deploy")  # openvino also writes the ONNX graphs it is built from
 
 
 @dataclass
@@ -17,7 +18,7 @@ class ExportRequest:
     model: str
     out: str
     net: str | None = None                 # test.prototxt; default: the model's sidecar's
-    formats: Sequence[str] = FORMATS
+    formats: Sequence[str] = DEFAULT_FORMATS
     cfg_file: str | None = None
     set_pairs: Sequence[str] = ()
     unnormalize: bool | None = None        # None: from the sidecar
@@ -49,6 +50,13 @@ def run_export(req: ExportRequest) -> Path:
         raise ValueError(f"--format: choose from {', '.join(FORMATS)}, got {list(req.formats)}")
     if not Path(req.model).is_file():
         raise FileNotFoundError(f"model not found: {req.model}")
+    if "openvino" in req.formats:
+        from frcnn.deploy.openvino_backend import openvino_available
+
+        if openvino_available():
+            raise RuntimeError(f"--format openvino needs openvino: {openvino_available()}")
+        if "onnx" not in req.formats:  # the IR is built from the ONNX graphs
+            req.formats = ("onnx", *req.formats)
     meta = model_context(req.model)
     base = [meta["cfg_file"]] if meta.get("cfg_file") and Path(meta["cfg_file"]).is_file() else []
     c = merged_cfg(base, req.cfg_file, req.set_pairs)
@@ -92,6 +100,10 @@ def run_export(req: ExportRequest) -> Path:
             min_size=t["rpn_min_size"], fold=(means, stds) if unnormalize else None)
         manifest["caffe_deploy"] = {"prototxt": Path(files["prototxt"]).name,
                                     "caffemodel": Path(files["caffemodel"]).name}
+    if "openvino" in req.formats:
+        from frcnn.deploy.openvino_export import export_openvino
+
+        manifest["openvino"] = export_openvino(out, manifest)
     manifest["source"] = {"model": str(Path(req.model).resolve()), "net": str(net),
                           "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
                           "normalization_folded_at_export": bool(unnormalize)}

@@ -14,7 +14,8 @@ from frcnn.app.runs import (default_derived_out, derived_out_dir, install_cfg, m
                             model_context)
 
 
-BACKENDS = ("auto", "caffe", "onnxruntime", "opencv", "openvino")  # auto: caffe for a caffemodel,
+BACKENDS = ("auto", "caffe", "onnxruntime", "opencv", "openvino",  # auto: caffe for a caffemodel,
+            "openvino-native")
 #                                                       onnxruntime for an export folder
 
 
@@ -109,6 +110,11 @@ def _load_exported(req: ModelRequest):
         from frcnn.deploy.openvino_backend import OpenVINODetector
 
         detector = OpenVINODetector(req.model, settings, manifest=manifest, device=req.device)
+    elif req.backend == "openvino-native":
+        from frcnn.deploy.openvino_backend import OpenVINONativeDetector
+
+        detector = OpenVINONativeDetector(req.model, settings, manifest=manifest,
+                                          device=req.device)
     else:
         from frcnn.deploy.opencv_detector import OpenCVDetector
 

@@ -20,14 +20,15 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-BACKENDS = ("caffe", "onnxruntime", "opencv", "openvino")
+BACKENDS = ("caffe", "onnxruntime", "opencv", "openvino", "openvino-native")
 
 
 def _median_ms(values: Sequence[float]) -> float:
     return float(np.median(values) * 1e3)
 
 
-def _prepare(label: str, variant: Any, work: Path, seed: int) -> tuple[str, str, Path]:
+def _prepare(label: str, variant: Any, work: Path, seed: int,
+             openvino: bool = False) -> tuple[str, str, Path]:
     """(test prototxt, caffemodel, export folder) for ``variant`` with random weights.
 
     The model's run cfg is the global cfg of the moment (the variant's and the bench's
@@ -51,8 +52,9 @@ def _prepare(label: str, variant: Any, work: Path, seed: int) -> tuple[str, str,
     write_sidecar(model, {"bbox_normalization_folded": True, "classes": classes,
                           "means": [0, 0, 0, 0], "stds": [0.1, 0.1, 0.2, 0.2],
                           "cfg_file": "cfg.yml"})
+    formats = ("onnx", "caffe-deploy") + (("openvino",) if openvino else ())
     run_export(ExportRequest(model=str(model), out=str(folder / "export"), net=str(net_path),
-                             check=False))
+                             formats=formats, check=False))
     return str(net_path), str(model), folder / "export"
 
 
@@ -120,14 +122,17 @@ def _detectors(backends: Sequence[str], export: Path, net_path: str, model: str,
             if log:
                 log(f"  skipped opencv: {opencv_dnn_available()}")
             continue
-        if backend == "openvino":
-            from frcnn.deploy.openvino_backend import OpenVINODetector, openvino_available
+        if backend.startswith("openvino"):
+            from frcnn.deploy.openvino_backend import (OpenVINODetector,
+                                                       OpenVINONativeDetector,
+                                                       openvino_available)
 
             if openvino_available():
                 if log:
-                    log(f"  skipped openvino: {openvino_available()}")
+                    log(f"  skipped {backend}: {openvino_available()}")
                 continue
-            det = OpenVINODetector(export)
+            det = (OpenVINONativeDetector if backend == "openvino-native"
+                   else OpenVINODetector)(export)
         elif backend == "onnxruntime":
             det = OnnxDetector(export)
         elif backend == "opencv":
@@ -152,7 +157,7 @@ def _time(backend: str, det: Any, image: np.ndarray, repeats: int, warmup: int
         dets = det.detect(image)
         if r >= warmup:
             times.append(time.perf_counter() - t)
-            if backend in ("onnxruntime", "openvino"):
+            if backend in ("onnxruntime", "openvino"):  # openvino-native is one graph
                 stage_runs.append(dict(det.timings))
     if backend == "caffe":
         stages = _caffe_stages(det, image, repeats)
@@ -190,7 +195,8 @@ def bench_backends(nets: Sequence[tuple[str, Any]], sizes: Sequence[tuple[int, i
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         for label, variant in nets:
             with bnets.variant_cfg(variant, overrides):
-                net_path, model, export = _prepare(label, variant, Path(tmp), seed)
+                net_path, model, export = _prepare(label, variant, Path(tmp), seed,
+                                                   "openvino-native" in backends)
                 for h, w in sizes:
                     image = (np.random.default_rng(seed).random((h, w, 3)) * 255).astype(
                         np.uint8)

@@ -355,8 +355,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=None, metavar="N",
                    help="weights and image seed (default 0)")
     p.add_argument("--backends", default=None, metavar="LIST",
-                   help="compare deployment backends instead (caffe,onnxruntime,opencv,"
-                        "openvino): "
+                   help="compare deployment backends instead (caffe,onnxruntime,opencv,openvino,"
+                        "openvino-native): "
                         "the SqueezeNet and ZF detectors exported and run in each, per stage; "
                         "writes backends.json")
     p.add_argument("--set", dest="set_pairs", nargs="+", default=[], metavar="KEY VALUE",

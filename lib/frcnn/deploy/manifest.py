@@ -16,6 +16,8 @@
                                 spatial_scale}, "feature": blob name, "rpn_prob": ...,
                                 "rpn_deltas": ...}
     caffe_deploy               {"prototxt", "caffemodel"} (the native-Proposal Caffe net)
+    openvino                   {"file", "weights", "inputs", "outputs", "proposal"}: the whole
+                               detector as one OpenVINO IR (frcnn.deploy.openvino_export)
     files                      {file name: sha256} of every file above
     source                     the model and net exported, and the parity measured
 
@@ -63,6 +65,8 @@ def _files_named(doc: dict[str, Any]) -> set[str]:
             names.add(onnx[part]["file"])
     deploy = doc.get("caffe_deploy") or {}
     names.update(v for k, v in deploy.items() if k in ("prototxt", "caffemodel"))
+    openvino = doc.get("openvino") or {}
+    names.update(v for k, v in openvino.items() if k in ("file", "weights"))
     return names
 
 

@@ -50,6 +50,18 @@ def proposal_settings(manifest: dict[str, Any]) -> tuple[AnchorGrid, ProposalPar
     return grid, params
 
 
+def adopt_manifest(detector: DetectorBase, manifest: dict[str, Any],
+                   settings: DetectSettings | None) -> None:
+    """What every export-folder detector takes from its manifest: the TEST settings (or
+    ``settings``), whether bbox_pred is normalised, the classes."""
+    detector.manifest = manifest
+    detector.settings = settings or settings_from_manifest(manifest)
+    detector.unnormalize = not manifest.get("bbox_normalization_folded", True)
+    detector.num_classes = len(manifest["classes"])
+    detector.class_names = list(manifest["classes"])
+    detector.meta = {"classes": detector.class_names}
+
+
 def _native_roi_pool() -> bool:
     try:
         import frcnn._native.roi_pool  # noqa: F401
@@ -76,16 +88,11 @@ class OnnxDetector(DetectorBase):
                  portable_head: bool = False):
         self._threads = threads
         self._start_runtime()
-        self.manifest = manifest or load_manifest(folder)
-        if not self.manifest.get("onnx"):
+        m = manifest or load_manifest(folder)
+        if not m.get("onnx"):
             raise ValueError(f"{folder}: the export has no ONNX graphs (export with "
                              f"--format onnx)")
-        m = self.manifest
-        self.settings = settings or settings_from_manifest(m)
-        self.unnormalize = not m.get("bbox_normalization_folded", True)
-        self.num_classes = len(m["classes"])
-        self.class_names = list(m["classes"])
-        self.meta = {"classes": self.class_names}
+        adopt_manifest(self, m, settings)
         self.grid, self.proposal_params = proposal_settings(m)
         folder = m["folder"]
         onnx = m["onnx"]

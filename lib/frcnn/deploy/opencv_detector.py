@@ -21,23 +21,18 @@ class OpenCVDetector(DetectorBase):
 
     def __init__(self, folder: str | os.PathLike, settings: DetectSettings | None = None,
                  manifest: dict[str, Any] | None = None):
-        from frcnn.deploy.onnx_backend import settings_from_manifest
+        from frcnn.deploy.onnx_backend import adopt_manifest
         from frcnn.deploy.opencv_backend import OpenCVRunner, opencv_dnn_available
 
         reason = opencv_dnn_available()
         if reason:
             raise RuntimeError(f"the opencv backend needs OpenCV 4.x DNN: {reason}")
-        self.manifest = manifest or load_manifest(folder)
-        m = self.manifest
+        m = manifest or load_manifest(folder)
         deploy = m.get("caffe_deploy")
         if not deploy:
             raise ValueError(f"{folder}: the export has no Caffe deploy net (export with "
                              f"--format caffe-deploy)")
-        self.settings = settings or settings_from_manifest(m)
-        self.unnormalize = not m.get("bbox_normalization_folded", True)
-        self.num_classes = len(m["classes"])
-        self.class_names = list(m["classes"])
-        self.meta = {"classes": self.class_names}
+        adopt_manifest(self, m, settings)
         self._runner = OpenCVRunner(os.path.join(m["folder"], deploy["prototxt"]),
                                     os.path.join(m["folder"], deploy["caffemodel"]))
 

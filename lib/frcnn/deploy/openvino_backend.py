@@ -84,3 +84,45 @@ class OpenVINODetector(OnnxDetector):
 
     def _open(self, path: str) -> Any:
         return _Compiled(self._core, path, self.device, self._threads)
+
+
+class OpenVINONativeDetector(OnnxDetector):
+    """The export's single OpenVINO IR (``frcnn export --format openvino``): backbone,
+    OpenVINO's native Proposal and the head in one model (frcnn.deploy.openvino_export).
+
+    Args: ``folder``, ``settings``, ``threads``, ``manifest`` as OnnxDetector; ``device``.
+    """
+
+    backend = "openvino-native"
+
+    def __init__(self, folder: str | os.PathLike, settings=None, threads: int | None = None,
+                 manifest: dict[str, Any] | None = None, device: str = "CPU"):
+        from frcnn.deploy.manifest import load_manifest
+        from frcnn.deploy.onnx_backend import adopt_manifest
+
+        self.device, self._threads = device, threads
+        OpenVINODetector._start_runtime(self)
+        m = manifest or load_manifest(folder)
+        if not m.get("openvino"):
+            raise ValueError(f"{folder}: the export has no OpenVINO model (export with "
+                             f"--format openvino)")
+        adopt_manifest(self, m, settings)
+        section = m["openvino"]
+        self._model = _Compiled(self._core, os.path.join(m["folder"], section["file"]),
+                                device, threads)
+        self._inputs = section["inputs"]
+        self._outputs = section["outputs"]
+        self.timings: dict[str, float] = {}
+
+    def forward(self, blob, im_info, rois):
+        import time
+
+        from frcnn.deploy.openvino_export import valid_rows
+
+        t0 = time.perf_counter()
+        out_rois, cls_prob, bbox_pred = self._model.run(
+            self._outputs, {self._inputs[0]: blob,
+                            self._inputs[1]: np.asarray(im_info, np.float32).reshape(3)})
+        keep = valid_rows(out_rois)
+        self.timings = {"whole": time.perf_counter() - t0}
+        return out_rois[keep], cls_prob[keep], bbox_pred[keep]

@@ -252,3 +252,32 @@ def test_a_missing_openvino_says_what_to_install(exported, tmp_path):
     out = _load_without("openvino", exported, tmp_path, backend="openvino")
     assert "ERROR the openvino backend needs openvino" in out, out
     assert "squeezenet-frcnn[openvino]" in out
+
+
+def test_openvino_native_is_one_model_with_openvinos_proposal(model, data, tmp_path):
+    """--format openvino: the whole detector in one IR; its proposals are OpenVINO's, so
+    the detections are compared by mAP, not box for box."""
+    _need_openvino()
+    out = tmp_path / "ov"
+    with config.preserved():
+        run_export(ExportRequest(model=model, out=str(out), formats=("openvino",),
+                                 set_pairs=SMALL_EXPORT, check=False))
+    manifest = load_manifest(out)
+    assert (out / "detector.xml").exists() and (out / "detector.bin").exists()
+    assert "onnx" in manifest and manifest["openvino"]["proposal"]["framework"] == ""
+    assert set(manifest["files"]) >= {"detector.xml", "detector.bin"}
+    det, classes = load_detector(ModelRequest(model=str(out), backend="openvino-native"))
+    dets = det.detect(images(data)[0])
+    assert len(dets) == len(classes) and all(d.shape[1] == 5 for d in dets)
+    assert det.last_proposals is not None and len(det.last_proposals) > 0
+    assert not np.all(det.last_proposals == 0, axis=1).any()  # the padding rows are dropped
+    native = run_test(EvalRequest(model=str(out), backend="openvino-native",
+                                  dataset="synth_test", root=str(data),
+                                  out=str(tmp_path / "eval"), force=True))
+    split = run_test(EvalRequest(model=str(out), backend="openvino", dataset="synth_test",
+                                 root=str(data), out=str(tmp_path / "eval2"), force=True))
+    assert abs(native["mAP"] - split["mAP"]) <= 0.05
+    with pytest.raises(ValueError, match="no OpenVINO model"):
+        from frcnn.deploy.openvino_backend import OpenVINONativeDetector
+
+        OpenVINONativeDetector(tmp_path / "missing_ir", manifest={**manifest, "openvino": None})
