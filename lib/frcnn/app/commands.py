@@ -29,6 +29,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                         "OpenVINO's Proposal: export with --format openvino)")
     p.add_argument("--device", default="CPU",
                    help="OpenVINO's device for --backend openvino (CPU, GPU, NPU, AUTO)")
+    p.add_argument("--precision", default="float", choices=("float", "int8"),
+                   help="int8: an export's INT8 graphs (onnxruntime and openvino backends; "
+                        "export with --int8)")
     p.add_argument("--net", help="test.prototxt or a variant name (default: the one the "
                                  "model's .frcnn.json names)")
     p.add_argument("--cfg", dest="cfg_file", help="YAML config merged over the model's")
@@ -186,6 +189,16 @@ def register(subparsers: Any) -> None:
                         "Proposal; also writes the onnx graphs), comma-separated (default "
                         "onnx,caffe-deploy)")
     p.add_argument("--out", required=True, help="the export folder")
+    p.add_argument("--int8", action="store_true",
+                   help="also INT8 graphs (onnxruntime static quantization), calibrated on "
+                        "--calibration images")
+    p.add_argument("--calibration", metavar="DATASET",
+                   help="the calibration images for --int8: a dataset of the model's classes "
+                        "(name, VOC folder or COCO .json)")
+    p.add_argument("--calibration-root", metavar="DIR", help="folder of a registered "
+                                                               "calibration dataset")
+    p.add_argument("--calibration-images", type=int, default=32, metavar="N",
+                   help="how many of its images (default 32)")
     p.add_argument("--cfg", dest="cfg_file", help="YAML config merged over the model's (the "
                                                   "TEST settings go into the manifest)")
     p.add_argument("--set", dest="set_pairs", nargs="+", default=[], metavar="KEY VALUE")
@@ -285,6 +298,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
     run_test(EvalRequest(model=args.model, net=args.net, cfg_file=args.cfg_file,
                          set_pairs=_set_pairs(args), unnormalize=args.unnormalize,
                          backend=args.backend, device=args.device,
+                         precision=args.precision,
                          dataset=args.dataset, root=args.root, images=args.images,
                          split=args.split, classes=args.classes, out=args.out,
                          force=args.force, max_images=args.max_images,
@@ -297,6 +311,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     run_export(ExportRequest(model=args.model, out=args.out, net=args.net, formats=formats,
+                             int8=args.int8, calibration=args.calibration,
+                             calibration_root=args.calibration_root,
+                             calibration_images=args.calibration_images,
                              cfg_file=args.cfg_file, set_pairs=_set_pairs(args),
                              unnormalize=args.unnormalize, check=args.check))
     return 0
@@ -320,6 +337,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     run_detect(DetectRequest(model=args.model, net=args.net, cfg_file=args.cfg_file,
                              set_pairs=_set_pairs(args), unnormalize=args.unnormalize,
                              backend=args.backend, device=args.device,
+                         precision=args.precision,
                              images=args.images, out=args.out, thresh=args.thresh,
                              classes=classes))
     return 0

@@ -23,6 +23,10 @@ class ExportRequest:
     set_pairs: Sequence[str] = ()
     unnormalize: bool | None = None        # None: from the sidecar
     check: bool = True                     # measure ONNX against Caffe on a test image
+    int8: bool = False                     # also INT8 graphs (frcnn.deploy.quantize)
+    calibration: str | None = None         # their calibration dataset (name, folder, .json)
+    calibration_root: str | None = None    # the folder of a registered calibration dataset
+    calibration_images: int = 32           # images of it to calibrate on
 
 
 def _test_settings(c) -> dict[str, Any]:
@@ -50,6 +54,14 @@ def run_export(req: ExportRequest) -> Path:
         raise ValueError(f"--format: choose from {', '.join(FORMATS)}, got {list(req.formats)}")
     if not Path(req.model).is_file():
         raise FileNotFoundError(f"model not found: {req.model}")
+    if req.int8:
+        if not req.calibration:
+            raise ValueError("--int8 needs --calibration DATASET (training images of the "
+                             "model's classes)")
+        if req.calibration_images < 1:
+            raise ValueError(f"--calibration-images must be >= 1, got {req.calibration_images}")
+        if "onnx" not in req.formats:  # the INT8 graphs are quantized ONNX graphs
+            req.formats = ("onnx", *req.formats)
     if "openvino" in req.formats:
         from frcnn.deploy.openvino_backend import openvino_available
 
@@ -108,6 +120,9 @@ def run_export(req: ExportRequest) -> Path:
                           "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
                           "normalization_folded_at_export": bool(unnormalize)}
     path = write_manifest(out, manifest)
+    if req.int8:
+        manifest["int8"] = _quantize(out, req, manifest["classes"])
+        path = write_manifest(out, manifest)
     if req.check and "onnx" in req.formats:
         parity = check_parity(out, net, req.model, unnormalize)
         manifest["source"]["parity"] = parity
@@ -116,6 +131,25 @@ def run_export(req: ExportRequest) -> Path:
               + ", ".join(f"{k} {v:.2e}" for k, v in parity.items() if k != "rois"), flush=True)
     print(f"[export] {', '.join(req.formats)} -> {out} (manifest {path.name})", flush=True)
     return path
+
+
+def _quantize(out: Path, req: ExportRequest, classes: list[str]) -> dict[str, Any]:
+    """The INT8 section: the calibration dataset checked against the model's classes, its
+    first ``calibration_images`` images, frcnn.deploy.quantize."""
+    from frcnn.data.blobs import read_image
+    from frcnn.data.datasets import get_dataset
+    from frcnn.deploy.manifest import load_manifest
+    from frcnn.deploy.quantize import quantize_export
+
+    dataset = get_dataset(req.calibration, root=req.calibration_root)
+    if list(dataset.classes) != list(classes):
+        raise ValueError(f"calibration dataset {dataset.name} has classes "
+                         f"{list(dataset.classes[1:])}, the model {classes[1:]}: calibrate on "
+                         f"images of the model's own data")
+    records = dataset.load()[:req.calibration_images]
+    images = [read_image(r["image"]) for r in records]
+    return quantize_export(out, load_manifest(out), images,
+                           f"{dataset.name} split {dataset.split}, first {len(images)} images")
 
 
 def _num_classes(weights: dict[str, list[np.ndarray]]) -> int:

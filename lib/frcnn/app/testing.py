@@ -28,6 +28,7 @@ class ModelRequest:
     unnormalize: bool | None = None       # None: from the model's sidecar
     backend: str = "auto"                 # auto, caffe, onnxruntime, opencv or openvino
     device: str = "CPU"                   # OpenVINO's device (openvino backend)
+    precision: str = "float"              # int8: an export's INT8 graphs
 
 
 def load_detector(req: ModelRequest, num_classes: int | None = None, work_dir: Path | None = None):
@@ -50,6 +51,10 @@ def load_detector(req: ModelRequest, num_classes: int | None = None, work_dir: P
     if req.backend not in ("auto", "caffe"):
         raise ValueError(f"--backend {req.backend} runs an export folder: write one with "
                          f"`frcnn export --model {req.model} --out DIR`, then pass --model DIR")
+    if req.precision != "float":
+        raise ValueError(f"--precision {req.precision} runs an export folder's graphs: write "
+                         f"them with `frcnn export --model {req.model} --out DIR --int8 "
+                         f"--calibration DATASET`, then pass --model DIR")
     from frcnn.inference import DetectSettings, Detector
 
     meta = model_context(req.model)
@@ -98,6 +103,9 @@ def _load_exported(req: ModelRequest):
         changed = {f.name: getattr(given, f.name) for f in dataclasses.fields(given)
                    if getattr(given, f.name) != getattr(default, f.name)}
         settings = dataclasses.replace(settings, **changed)
+    if req.precision != "float" and req.backend not in ("auto", "onnxruntime", "openvino"):
+        raise ValueError(f"--precision {req.precision} runs in the onnxruntime and openvino "
+                         f"backends, not {req.backend}")
     if req.backend == "caffe":
         raise ValueError(f"{req.model} is an export folder, which runs in onnxruntime, openvino or "
                          f"opencv; for Caffe pass the caffemodel it was exported from "
@@ -105,11 +113,13 @@ def _load_exported(req: ModelRequest):
     if req.backend in ("auto", "onnxruntime"):
         from frcnn.deploy.onnx_backend import OnnxDetector
 
-        detector = OnnxDetector(req.model, settings, manifest=manifest)
+        detector = OnnxDetector(req.model, settings, manifest=manifest,
+                                precision=req.precision)
     elif req.backend == "openvino":
         from frcnn.deploy.openvino_backend import OpenVINODetector
 
-        detector = OpenVINODetector(req.model, settings, manifest=manifest, device=req.device)
+        detector = OpenVINODetector(req.model, settings, manifest=manifest, device=req.device,
+                                    precision=req.precision)
     elif req.backend == "openvino-native":
         from frcnn.deploy.openvino_backend import OpenVINONativeDetector
 

@@ -20,7 +20,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-BACKENDS = ("caffe", "onnxruntime", "opencv", "openvino", "openvino-native")
+BACKENDS = ("caffe", "onnxruntime", "opencv", "openvino", "openvino-native",
+            "onnxruntime-int8", "openvino-int8")
 
 
 def _median_ms(values: Sequence[float]) -> float:
@@ -28,7 +29,7 @@ def _median_ms(values: Sequence[float]) -> float:
 
 
 def _prepare(label: str, variant: Any, work: Path, seed: int,
-             openvino: bool = False) -> tuple[str, str, Path]:
+             openvino: bool = False, int8: bool = False) -> tuple[str, str, Path]:
     """(test prototxt, caffemodel, export folder) for ``variant`` with random weights.
 
     The model's run cfg is the global cfg of the moment (the variant's and the bench's
@@ -55,6 +56,17 @@ def _prepare(label: str, variant: Any, work: Path, seed: int,
     formats = ("onnx", "caffe-deploy") + (("openvino",) if openvino else ())
     run_export(ExportRequest(model=str(model), out=str(folder / "export"), net=str(net_path),
                              formats=formats, check=False))
+    if int8:  # calibrated on random images: for the speed, not the accuracy
+        from frcnn.deploy.manifest import load_manifest, write_manifest
+        from frcnn.deploy.quantize import quantize_export
+
+        rng = np.random.default_rng(seed)
+        images = [(rng.random((300, 500, 3)) * 255).astype(np.uint8) for _ in range(4)]
+        manifest = load_manifest(folder / "export")
+        manifest["int8"] = quantize_export(folder / "export", manifest, images,
+                                           "4 random images (bench)", log=lambda line: None)
+        manifest.pop("folder", None)
+        write_manifest(folder / "export", manifest)
     return str(net_path), str(model), folder / "export"
 
 
@@ -131,10 +143,14 @@ def _detectors(backends: Sequence[str], export: Path, net_path: str, model: str,
                 if log:
                     log(f"  skipped {backend}: {openvino_available()}")
                 continue
-            det = (OpenVINONativeDetector if backend == "openvino-native"
-                   else OpenVINODetector)(export)
-        elif backend == "onnxruntime":
-            det = OnnxDetector(export)
+            if backend == "openvino-native":
+                det = OpenVINONativeDetector(export)
+            else:
+                det = OpenVINODetector(export, precision="int8" if backend.endswith("-int8")
+                                       else "float")
+        elif backend.startswith("onnxruntime"):
+            det = OnnxDetector(export, precision="int8" if backend.endswith("-int8")
+                               else "float")
         elif backend == "opencv":
             from frcnn.deploy.opencv_detector import OpenCVDetector
 
@@ -157,7 +173,7 @@ def _time(backend: str, det: Any, image: np.ndarray, repeats: int, warmup: int
         dets = det.detect(image)
         if r >= warmup:
             times.append(time.perf_counter() - t)
-            if backend in ("onnxruntime", "openvino"):  # openvino-native is one graph
+            if backend != "openvino-native" and hasattr(det, "timings"):  # one graph there
                 stage_runs.append(dict(det.timings))
     if backend == "caffe":
         stages = _caffe_stages(det, image, repeats)
@@ -195,8 +211,9 @@ def bench_backends(nets: Sequence[tuple[str, Any]], sizes: Sequence[tuple[int, i
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         for label, variant in nets:
             with bnets.variant_cfg(variant, overrides):
-                net_path, model, export = _prepare(label, variant, Path(tmp), seed,
-                                                   "openvino-native" in backends)
+                net_path, model, export = _prepare(
+                    label, variant, Path(tmp), seed, "openvino-native" in backends,
+                    any(b.endswith("-int8") for b in backends))
                 for h, w in sizes:
                     image = (np.random.default_rng(seed).random((h, w, 3)) * 255).astype(
                         np.uint8)

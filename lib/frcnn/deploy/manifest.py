@@ -18,6 +18,8 @@
     caffe_deploy               {"prototxt", "caffemodel"} (the native-Proposal Caffe net)
     openvino                   {"file", "weights", "inputs", "outputs", "proposal"}: the whole
                                detector as one OpenVINO IR (frcnn.deploy.openvino_export)
+    int8                       {"backbone", "head" (as in onnx), "calibration", "scheme"}: the
+                               INT8 graphs (frcnn.deploy.quantize)
     files                      {file name: sha256} of every file above
     source                     the model and net exported, and the parity measured
 
@@ -67,6 +69,8 @@ def _files_named(doc: dict[str, Any]) -> set[str]:
     names.update(v for k, v in deploy.items() if k in ("prototxt", "caffemodel"))
     openvino = doc.get("openvino") or {}
     names.update(v for k, v in openvino.items() if k in ("file", "weights"))
+    int8 = doc.get("int8") or {}
+    names.update(int8[part]["file"] for part in ("backbone", "head") if part in int8)
     return names
 
 

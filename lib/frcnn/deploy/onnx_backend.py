@@ -79,13 +79,18 @@ class OnnxDetector(DetectorBase):
         threads: onnxruntime intra-op threads (None: onnxruntime's default, all cores).
         portable_head: run head.onnx (MaxRoiPool inside) even where head_pooled.onnx and
             the compiled RoI pooling kernel could run.
+        precision: 'float', or 'int8' for the export's INT8 graphs (``frcnn export --int8``;
+            the head then always has its RoI pooling inside).
     """
 
     backend = "onnxruntime"
 
     def __init__(self, folder: str | os.PathLike, settings: DetectSettings | None = None,
                  threads: int | None = None, manifest: dict[str, Any] | None = None,
-                 portable_head: bool = False):
+                 portable_head: bool = False, precision: str = "float"):
+        if precision not in ("float", "int8"):
+            raise ValueError(f"precision must be 'float' or 'int8', got {precision!r}")
+        self.precision = precision
         self._threads = threads
         self._start_runtime()
         m = manifest or load_manifest(folder)
@@ -96,8 +101,14 @@ class OnnxDetector(DetectorBase):
         self.grid, self.proposal_params = proposal_settings(m)
         folder = m["folder"]
         onnx = m["onnx"]
-        self._backbone = self._open(os.path.join(folder, onnx["backbone"]["file"]))
-        self._head = self._open(os.path.join(folder, onnx["head"]["file"]))
+        graphs = onnx
+        if precision == "int8":
+            if not m.get("int8"):
+                raise ValueError(f"{folder}: the export has no INT8 graphs (export with --int8 "
+                                 f"--calibration DATASET)")
+            graphs, portable_head = m["int8"], True
+        self._backbone = self._open(os.path.join(folder, graphs["backbone"]["file"]))
+        self._head = self._open(os.path.join(folder, graphs["head"]["file"]))
         # the pooled head with this package's RoI pooling kernel where both are there
         self._pooling = onnx.get("roi_pooling") if "head_pooled" in onnx else None
         if self._pooling is not None and (portable_head or not _native_roi_pool()):

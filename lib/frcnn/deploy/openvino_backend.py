@@ -66,9 +66,9 @@ class OpenVINODetector(OnnxDetector):
 
     def __init__(self, folder: str | os.PathLike, settings=None, threads: int | None = None,
                  manifest: dict[str, Any] | None = None, portable_head: bool = True,
-                 device: str = "CPU"):
+                 device: str = "CPU", precision: str = "float"):
         self.device = device
-        super().__init__(folder, settings, threads, manifest, portable_head)
+        super().__init__(folder, settings, threads, manifest, portable_head, precision)
 
     def _start_runtime(self) -> None:
         reason = openvino_available()

@@ -281,3 +281,57 @@ def test_openvino_native_is_one_model_with_openvinos_proposal(model, data, tmp_p
         from frcnn.deploy.openvino_backend import OpenVINONativeDetector
 
         OpenVINONativeDetector(tmp_path / "missing_ir", manifest={**manifest, "openvino": None})
+
+
+def test_int8_graphs_stay_close_to_float(model, data, tmp_path):
+    """--int8: QDQ graphs calibrated on training images; a valid model whose detections stay
+    close to the float export's (scores within 0.1 on this tiny model), in onnxruntime and
+    in OpenVINO; the manifest records the calibration and the scheme."""
+    out = tmp_path / "int8"
+    with config.preserved():
+        run_export(ExportRequest(model=model, out=str(out), formats=("onnx",), int8=True,
+                                 calibration="synth_train", calibration_root=str(data),
+                                 calibration_images=4, set_pairs=SMALL_EXPORT, check=False))
+    manifest = load_manifest(out)
+    int8 = manifest["int8"]
+    assert int8["calibration"] == {"data": "synth_train split train, first 4 images",
+                                   "images": 4}
+    assert int8["scheme"]["format"] == "QDQ" and (out / int8["backbone"]["file"]).exists()
+    import onnx
+
+    for part in ("backbone", "head"):
+        graph = onnx.load(str(out / int8[part]["file"]))
+        onnx.checker.check_model(graph)
+        assert any(n.op_type == "QuantizeLinear" for n in graph.graph.node)
+    full, _ = load_detector(ModelRequest(model=str(out)))
+    quant, _ = load_detector(ModelRequest(model=str(out), precision="int8"))
+    assert quant.precision == "int8" and quant._pooling is None
+    im = images(data)[0]
+    s_full, _ = full.raw(im)
+    s_quant, _ = quant.raw(im)
+    assert s_full.shape[1] == s_quant.shape[1]
+    n = min(len(s_full), len(s_quant))
+    assert n > 0 and np.abs(s_full[:n].max(axis=0) - s_quant[:n].max(axis=0)).max() < 0.1
+    from frcnn.deploy.openvino_backend import openvino_available
+
+    if not openvino_available():
+        ov_quant, _ = load_detector(ModelRequest(model=str(out), backend="openvino",
+                                                 precision="int8"))
+        assert len(ov_quant.detect(im)) == len(manifest["classes"])
+
+
+def test_int8_bad_input_is_named(model, data, tmp_path, exported):
+    with pytest.raises(ValueError, match="--int8 needs --calibration"):
+        run_export(ExportRequest(model=model, out=str(tmp_path / "a"), int8=True))
+    other = tmp_path / "other"
+    write_tiny_synth(other, 2, 1)
+    (other / "classes.txt").write_text("cat\ndog\nbird\n")
+    with config.preserved(), pytest.raises(ValueError, match="calibration dataset .* has "
+                                                            "classes .*model's own data"):
+        run_export(ExportRequest(model=model, out=str(tmp_path / "b"), int8=True,
+                                 calibration="synth_train", calibration_root=str(other),
+                                 check=False))
+    with pytest.raises(ValueError, match="has no INT8 graphs"):
+        load_detector(ModelRequest(model=str(exported), precision="int8"))
+    with pytest.raises(ValueError, match="--precision int8 runs an export folder"):
+        load_detector(ModelRequest(model=model, precision="int8"))
