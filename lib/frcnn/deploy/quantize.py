@@ -15,6 +15,7 @@ instructions are where it pays; docs/deploy.md has what was measured here.
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -96,10 +97,16 @@ def quantize_export(folder: str | os.PathLike, manifest: dict[str, Any],
         src = manifest["onnx"][part]
         dest = Path(src["file"]).stem + "_int8.onnx"
         log(f"[export] INT8 {part}: calibrating on {len(feeds[part])} images")
-        quantize_static(str(folder / src["file"]), str(folder / dest),
-                        reader_type(feeds[part]), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        per_channel=True, reduce_range=reduce_range)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # the quantizer's advice to pre-process, per graph
+        try:
+            quantize_static(str(folder / src["file"]), str(folder / dest),
+                            reader_type(feeds[part]), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            per_channel=True, reduce_range=reduce_range)
+        finally:
+            root.setLevel(level)
         section[part] = {**src, "file": dest}
     section["calibration"] = {"data": calibration, "images": len(images)}
     section["scheme"] = {"format": "QDQ", "activations": "uint8", "weights": "int8 per channel",
