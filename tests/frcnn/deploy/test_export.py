@@ -335,3 +335,31 @@ def test_int8_bad_input_is_named(model, data, tmp_path, exported):
         load_detector(ModelRequest(model=str(exported), precision="int8"))
     with pytest.raises(ValueError, match="--precision int8 runs an export folder"):
         load_detector(ModelRequest(model=model, precision="int8"))
+
+
+def test_the_seed_designs_70_anchors_go_through_openvinos_proposal(tmp_path):
+    """Random weights: the 70-anchor variant exported as one OpenVINO model; its Proposal op
+    takes the 7 ratios x 10 scales, and the detections match the split form's."""
+    _need_openvino()
+    import dataclasses
+
+    from frcnn.bench import nets as bnets
+    from frcnn.bench.backends import _prepare
+    from frcnn.deploy.openvino_backend import OpenVINODetector, OpenVINONativeDetector
+    from frcnn.nets.variants import preset
+
+    variant = preset("squeezenet/faster_rcnn_end2end_ohem_seed70")
+    with config.preserved(), bnets.variant_cfg(variant, {"TEST": {"RPN_POST_NMS_TOP_N": 50}}):
+        _, _, export = _prepare("seed70", variant, tmp_path, 0, openvino=True)
+    proposal = load_manifest(export)["openvino"]["proposal"]
+    assert len(proposal["ratio"]) * len(proposal["scale"]) == 70
+    image = (np.random.default_rng(1).random((160, 240, 3)) * 255).astype(np.uint8)
+    native, split = OpenVINONativeDetector(export), OpenVINODetector(export)
+    for det in (native, split):
+        det.settings = dataclasses.replace(det.settings, scale=160, max_size=240,
+                                           score_thresh=0.0)
+    a, b = native.detect(image), split.detect(image)
+    assert sum(len(d) for d in a[1:]) > 0
+    for da, db in zip(a[1:], b[1:]):
+        assert da.shape == db.shape
+        np.testing.assert_allclose(da, db, atol=0.05)
