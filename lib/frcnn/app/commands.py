@@ -148,7 +148,15 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("detect", help="detect objects in images")
     _model_args(p)
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("images", nargs="*", metavar="IMAGE",
+                   help="image files; with --jsonl also folders and patterns ('*.jpg')")
+    p.add_argument("--from", dest="from_file", metavar="FILE",
+                   help="a list file of image paths, one a line (with --jsonl)")
+    p.add_argument("--jsonl", metavar="FILE",
+                   help="stream one JSON line per image to FILE (no pictures drawn); an "
+                        "unreadable image is an error line, not the end of the run")
+    p.add_argument("--resume", action="store_true",
+                   help="with --jsonl: skip the images FILE already holds")
     p.add_argument("--out", help="output folder (default: DIR/NAME_detect for "
                                  "DIR/NAME.caffemodel, EXPORT/detect for an export folder); a "
                                  "folder an earlier `frcnn detect` made is replaced")
@@ -333,13 +341,21 @@ def _cmd_proposals(args: argparse.Namespace) -> int:
 def _cmd_detect(args: argparse.Namespace) -> int:
     from frcnn.app.testing import DetectRequest, run_detect
 
+    from frcnn.app.testing import run_detect_stream
+
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
-    run_detect(DetectRequest(model=args.model, net=args.net, cfg_file=args.cfg_file,
-                             set_pairs=_set_pairs(args), unnormalize=args.unnormalize,
-                             backend=args.backend, device=args.device,
-                         precision=args.precision,
-                             images=args.images, out=args.out, thresh=args.thresh,
-                             classes=classes))
+    req = DetectRequest(model=args.model, net=args.net, cfg_file=args.cfg_file,
+                        set_pairs=_set_pairs(args), unnormalize=args.unnormalize,
+                        backend=args.backend, device=args.device, precision=args.precision,
+                        images=args.images, out=args.out, thresh=args.thresh,
+                        classes=classes, from_file=args.from_file, jsonl=args.jsonl,
+                        resume=args.resume)
+    if args.jsonl:
+        run_detect_stream(req)
+    else:
+        if args.from_file or args.resume:
+            raise ValueError("--from and --resume go with --jsonl FILE")
+        run_detect(req)
     return 0
 
 

@@ -292,6 +292,32 @@ class DetectRequest(ModelRequest):
     out: str | None = None                # None: beside the model (runs.default_derived_out)
     thresh: float = 0.5
     classes: Sequence[str] | None = None
+    from_file: str | None = None          # a list file of image paths (--from)
+    jsonl: str | None = None              # stream results to this JSON Lines file
+    resume: bool = False                  # skip the images the jsonl file already holds
+
+
+def run_detect_stream(req: DetectRequest) -> dict[str, int]:
+    """``frcnn detect --jsonl FILE``: every image of the inputs (files, folders, patterns,
+    ``--from`` list) streamed to JSON Lines (frcnn.app.detect_stream); returns the counts."""
+    from frcnn.app.detect_stream import detect_stream, expand_inputs
+
+    paths = expand_inputs(req.images, req.from_file)
+    if not paths:
+        raise ValueError("no images given (paths, folders, patterns or --from FILE)")
+    work = Path(req.jsonl).absolute().parent
+    detector, classes = load_detector(req, len(req.classes) + 1 if req.classes else None, work)
+    names = (["__background__"] + list(req.classes)) if req.classes else classes
+    if not names:
+        names = ["__background__"] + [f"class{k}" for k in range(1, detector.num_classes)]
+    category_ids = None
+    if Path(req.model).is_file() and not req.classes:
+        category_ids = model_context(req.model).get("category_ids") or None
+    counts = detect_stream(detector, names, paths, req.jsonl, req.thresh, req.resume,
+                           category_ids, log=lambda line: print(line, flush=True))
+    print(f"[detect] {counts['images']} images written to {req.jsonl} ({counts['errors']} "
+          f"errors, {counts['skipped']} already there)", flush=True)
+    return counts
 
 
 def run_detect(req: DetectRequest) -> list[dict]:
