@@ -442,10 +442,7 @@ def prepare_tree(archive: Path, tree: Path, abi: dict) -> bool:
 
     link_dir = None
     if abi.get("cuda"):
-        link_dir = cuda_toolkit.link_dir(cuda_toolkit.Toolkit(
-            root=Path(abi["cuda"]["root"]), source=abi["cuda"]["source"],
-            version=abi["cuda"]["version"], include_dirs=[],
-            lib_dir=Path(abi["cuda"]["lib_dir"])), tree / ".frcnn-cuda-link")
+        link_dir = cuda_toolkit.link_dir(Path(abi["cuda"]["lib_dir"]), tree / ".frcnn-cuda-link")
     write_if_changed(tree / "Makefile.config", makefile_config(abi, link_dir).encode())
     # caffe.proto too: every source includes the caffe.pb.h made from it, and the
     # precompiled header holds it

@@ -264,14 +264,15 @@ def runtime_rpaths(toolkit: Toolkit, package_dir: Path) -> list[str]:
     return [str(toolkit.lib_dir)]
 
 
-def link_dir(toolkit: Toolkit, dest: Path) -> Path:
-    """A folder of unversioned ``lib<name>.so`` links for the link step: the PyPI wheels
-    ship only ``libcublas.so.13`` and the like, which ``-lcublas`` does not find."""
+def link_dir(lib_dir: Path, dest: Path) -> Path:
+    """A folder of unversioned ``lib<name>.so`` links to a toolkit's ``lib_dir``, for the
+    link step: the PyPI wheels ship only ``libcublas.so.13`` and the like, which
+    ``-lcublas`` does not find."""
     dest.mkdir(parents=True, exist_ok=True)
     for name in LIBRARIES:
-        plain = toolkit.lib_dir / f"lib{name}.so"
+        plain = lib_dir / f"lib{name}.so"
         target = plain if plain.exists() else Path(sorted(
-            glob.glob(str(toolkit.lib_dir / f"lib{name}.so.*")), key=len)[0])
+            glob.glob(str(lib_dir / f"lib{name}.so.*")), key=len)[0])
         link = dest / f"lib{name}.so"
         if link.is_symlink() or link.exists():
             if link.is_symlink() and Path(os.readlink(link)) == target:

@@ -9,7 +9,7 @@ in (Caffe's own rule: by layer name; layers missing on either side are skipped).
 renames it into place, so a kill during the write leaves the previous file intact.
 
 ``check_model_record`` compares a model with the size and sha256 its training sidecar
-recorded (``frcnn.train.write_sidecar``), so a truncated or edited file is an error naming it.
+recorded (``frcnn.caffe_files.write_sidecar``), so a truncated or edited file is an error naming it.
 """
 from __future__ import annotations
 

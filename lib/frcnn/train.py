@@ -42,11 +42,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from frcnn import devices
-# read_sidecar, SIDECAR_SUFFIX and write_solver are frcnn.caffe_files', re-exported for code
-# that took them from here
-from frcnn.caffe_files import (SIDECAR_SUFFIX, read_sidecar, read_solver,  # noqa: F401
-                               read_solver_state, write_binary_proto, write_sidecar,
-                               write_solver, write_text_proto)
+from frcnn.caffe_files import (read_solver, read_solver_state, write_binary_proto,
+                               write_sidecar, write_text_proto)
 from frcnn.detection import fold_bbox_normalization
 from frcnn.fileio import check_writable, write_atomic
 from frcnn.model_files import save_net_atomically

@@ -150,10 +150,10 @@ def test_link_dir_gives_unversioned_names_for_the_linker(tmp_path, no_cuda_env):
     root = fake_toolkit(tmp_path / "cu13", lib="lib", versioned_only=True)
     no_cuda_env.setenv("CUDA_HOME", str(root))
     tk = cuda_toolkit.system_toolkit()
-    links = cuda_toolkit.link_dir(tk, tmp_path / "links")
+    links = cuda_toolkit.link_dir(tk.lib_dir, tmp_path / "links")
     for name in cuda_toolkit.LIBRARIES:
         assert os.readlink(links / f"lib{name}.so") == str(root / "lib" / f"lib{name}.so.13")
-    assert cuda_toolkit.link_dir(tk, tmp_path / "links") == links  # again: unchanged
+    assert cuda_toolkit.link_dir(tk.lib_dir, tmp_path / "links") == links  # again: unchanged
 
 
 def _cuda_abi(tk, package_dir: Path) -> dict:

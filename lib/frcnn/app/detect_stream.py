@@ -69,8 +69,7 @@ def expand_inputs(items: Sequence[str], list_file: str | os.PathLike | None = No
             paths.append(str(p))
     if list_file is not None:
         paths += read_list_file(list_file)
-    seen: set[str] = set()
-    return [p for p in paths if not (p in seen or seen.add(p))]
+    return list(dict.fromkeys(paths))
 
 
 def written_images(jsonl: str | os.PathLike) -> set[str]:

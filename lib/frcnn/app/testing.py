@@ -12,6 +12,7 @@ import numpy as np
 
 from frcnn.app.runs import (default_derived_out, derived_out_dir, install_cfg, merged_cfg,
                             model_context)
+from frcnn.caffe_files import read_sidecar
 
 
 BACKENDS = ("auto", "caffe", "onnxruntime", "opencv", "openvino",  # auto: caffe for a caffemodel,
@@ -142,7 +143,7 @@ def model_classes(model: str | Path) -> list[str] | None:
         if is_export_folder(model):
             return list(load_manifest(model)["classes"]) or None
         if Path(model).is_file():
-            return list(model_context(model).get("classes") or []) or None
+            return list((read_sidecar(model) or {}).get("classes") or []) or None
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return None
@@ -312,7 +313,7 @@ def run_detect_stream(req: DetectRequest) -> dict[str, int]:
         names = ["__background__"] + [f"class{k}" for k in range(1, detector.num_classes)]
     category_ids = None
     if Path(req.model).is_file() and not req.classes:
-        category_ids = model_context(req.model).get("category_ids") or None
+        category_ids = (read_sidecar(req.model) or {}).get("category_ids") or None
     counts = detect_stream(detector, names, paths, req.jsonl, req.thresh, req.resume,
                            category_ids, log=lambda line: print(line, flush=True))
     print(f"[detect] {counts['images']} images written to {req.jsonl} ({counts['errors']} "

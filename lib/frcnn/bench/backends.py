@@ -173,7 +173,7 @@ def _time(backend: str, det: Any, image: np.ndarray, repeats: int, warmup: int
         dets = det.detect(image)
         if r >= warmup:
             times.append(time.perf_counter() - t)
-            if backend != "openvino-native" and hasattr(det, "timings"):  # one graph there
+            if "backbone_rpn" in getattr(det, "timings", {}):  # the split-form backends
                 stage_runs.append(dict(det.timings))
     if backend == "caffe":
         stages = _caffe_stages(det, image, repeats)

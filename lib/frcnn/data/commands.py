@@ -75,7 +75,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
             print(f"  {name:<16} {objects:6d} objects in {images:5d} images{mark}")
         if outside:
             print(f"names outside the class list: {', '.join(outside)} (training would stop "
-                  f"at the first of them); {dataset.class_hint.split('; `frcnn data info')[0]}")
+                  f"at the first of them); {dataset.class_list_hint}")
             return 0
     _print_split_counts(dataset, dataset.load(skip_bad=args.skip_bad))
     return 0

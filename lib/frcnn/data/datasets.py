@@ -55,14 +55,20 @@ class Dataset:
     classes_from: str = ""        # where the class list came from, in words
 
     @property
-    def class_hint(self) -> str:
-        """Where the class list came from and how to change it (for error messages)."""
+    def class_list_hint(self) -> str:
+        """Where the class list came from and how to change it ("" when unknown)."""
         if not self.classes_from:
             return ""
-        return (f"class list from {self.classes_from}: "
-                + ClassList(self.classes, self.classes_source, self.classes_from).fix(self.root)
-                + (f"; `frcnn data info {self.root}` lists the names in its annotations"
-                   if self.format == "voc" else ""))
+        return ClassList(self.classes, self.classes_source, self.classes_from).hint(self.root)
+
+    @property
+    def class_hint(self) -> str:
+        """``class_list_hint``, and for a VOC folder the command that lists its names (the
+        unknown-class error's advice)."""
+        if not self.classes_from or self.format != "voc":
+            return self.class_list_hint
+        return (f"{self.class_list_hint}; `frcnn data info {self.root}` lists the names in "
+                f"its annotations")
 
     @property
     def num_classes(self) -> int:

@@ -150,6 +150,10 @@ class ClassList:
         return (f"to choose the list, write {Path(root) / CLASSES_FILE} (one name a line, in "
                 "the model's output order) or pass --classes a,b,c")
 
+    def hint(self, root: str | os.PathLike) -> str:
+        """Where the list came from and how to change it (for error messages)."""
+        return f"class list from {self.where}: {self.fix(root)}"
+
 
 def folder_class_list(root: str | os.PathLike, classes: Sequence[str] | None = None,
                       pascal_voc: bool | None = None) -> ClassList:
@@ -398,8 +402,7 @@ def load_voc(root: str | os.PathLike, split: str, classes: Sequence[str] | None 
     if classes is None:
         class_list = folder_class_list(root)
         names = class_list.names
-        class_hint = class_hint or (f"class list from {class_list.where}: "
-                                    + class_list.fix(root))
+        class_hint = class_hint or class_list.hint(root)
     else:
         names = folder_classes(root, classes)
     ids = read_split(root, split)

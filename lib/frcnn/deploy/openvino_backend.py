@@ -6,7 +6,7 @@ proposal step runs between them exactly as in the onnxruntime backend
 (``frcnn.deploy.onnx_backend``), so the proposals are py-faster-rcnn's to the bit.  Only
 numpy, openvino and this package's pure code run here: no Caffe.
 
-Devices: OpenVINO's names ('CPU', 'GPU', 'NPU', 'AUTO'); ``available_devices()`` lists
+Devices: OpenVINO's names ('CPU', 'GPU', 'NPU', 'AUTO'); an unknown one is an error listing
 what this machine has.
 """
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from frcnn.deploy.onnx_backend import OnnxDetector
+from frcnn.deploy.onnx_backend import OnnxDetector, adopt_manifest
+from frcnn.inference import DetectorBase
 
 INSTALL_HINT = "pip install openvino (or the package's extra: pip install 'squeezenet-frcnn[openvino]')"
 
@@ -30,10 +31,20 @@ def openvino_available() -> str | None:
     return None
 
 
-def available_devices() -> list[str]:
+def openvino_core(device: str) -> Any:
+    """An ``openvino.Core``, once openvino imports (RuntimeError naming what to install)
+    and ``device`` is on this machine (ValueError listing those that are)."""
+    reason = openvino_available()
+    if reason:
+        raise RuntimeError(f"the openvino backend needs openvino: {reason}")
     import openvino as ov
 
-    return list(ov.Core().available_devices)
+    core = ov.Core()
+    devices = list(core.available_devices)
+    if device.split(":")[0].split(".")[0] not in devices + ["AUTO", "MULTI", "HETERO"]:
+        raise ValueError(f"OpenVINO device {device!r} is not on this machine "
+                         f"(available: {', '.join(devices) or 'none'})")
+    return core
 
 
 class _Compiled:
@@ -42,14 +53,13 @@ class _Compiled:
 
     def __init__(self, core: Any, path: str, device: str, threads: int | None):
         config = {"INFERENCE_NUM_THREADS": int(threads)} if threads else {}
-        self._model = core.compile_model(core.read_model(path), device, config)
-        self._request = self._model.create_infer_request()
-        self._names = [port.get_any_name() for port in self._model.outputs]
+        model = core.compile_model(core.read_model(path), device, config)
+        self._request = model.create_infer_request()
+        self._ports = {port.get_any_name(): port for port in model.outputs}
 
     def run(self, names: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         result = self._request.infer({k: np.ascontiguousarray(v) for k, v in feeds.items()})
-        ports = {port.get_any_name(): port for port in self._model.outputs}
-        return [np.array(result[ports[name]]) for name in (names or self._names)]
+        return [np.array(result[self._ports[name]]) for name in (names or self._ports)]
 
 
 class OpenVINODetector(OnnxDetector):
@@ -71,22 +81,13 @@ class OpenVINODetector(OnnxDetector):
         super().__init__(folder, settings, threads, manifest, portable_head, precision)
 
     def _start_runtime(self) -> None:
-        reason = openvino_available()
-        if reason:
-            raise RuntimeError(f"the openvino backend needs openvino: {reason}")
-        import openvino as ov
-
-        self._core = ov.Core()
-        devices = list(self._core.available_devices)
-        if self.device.split(":")[0].split(".")[0] not in devices + ["AUTO", "MULTI", "HETERO"]:
-            raise ValueError(f"OpenVINO device {self.device!r} is not on this machine "
-                             f"(available: {', '.join(devices) or 'none'})")
+        self._core = openvino_core(self.device)
 
     def _open(self, path: str) -> Any:
         return _Compiled(self._core, path, self.device, self._threads)
 
 
-class OpenVINONativeDetector(OnnxDetector):
+class OpenVINONativeDetector(DetectorBase):
     """The export's single OpenVINO IR (``frcnn export --format openvino``): backbone,
     OpenVINO's native Proposal and the head in one model (frcnn.deploy.openvino_export).
 
@@ -98,18 +99,17 @@ class OpenVINONativeDetector(OnnxDetector):
     def __init__(self, folder: str | os.PathLike, settings=None, threads: int | None = None,
                  manifest: dict[str, Any] | None = None, device: str = "CPU"):
         from frcnn.deploy.manifest import load_manifest
-        from frcnn.deploy.onnx_backend import adopt_manifest
 
-        self.device, self._threads = device, threads
-        OpenVINODetector._start_runtime(self)
+        self.device = device
+        core = openvino_core(device)
         m = manifest or load_manifest(folder)
         if not m.get("openvino"):
             raise ValueError(f"{folder}: the export has no OpenVINO model (export with "
                              f"--format openvino)")
         adopt_manifest(self, m, settings)
         section = m["openvino"]
-        self._model = _Compiled(self._core, os.path.join(m["folder"], section["file"]),
-                                device, threads)
+        self._model = _Compiled(core, os.path.join(m["folder"], section["file"]), device,
+                                threads)
         self._inputs = section["inputs"]
         self._outputs = section["outputs"]
         self.timings: dict[str, float] = {}

@@ -62,8 +62,8 @@ def export_openvino(folder: str | os.PathLike, manifest: dict[str, Any]) -> dict
     out = _sources(backbone)
     im_info = ops.parameter([3], ov.Type.f32, name="im_info")
     im_info.output(0).set_names({"im_info"})
-    proposal = opset4.proposal(out[onnx["rpn_prob"]], out[onnx["rpn_deltas"]], im_info,
-                               proposal_attrs(manifest["anchors"], manifest["test"]))
+    attrs = proposal_attrs(manifest["anchors"], manifest["test"])
+    proposal = opset4.proposal(out[onnx["rpn_prob"]], out[onnx["rpn_deltas"]], im_info, attrs)
     for node in head.get_ordered_ops():  # the two graphs share layer names
         node.set_friendly_name("head/" + node.get_friendly_name())
     feature_name, rois_name = onnx["head"]["inputs"]
@@ -82,7 +82,6 @@ def export_openvino(folder: str | os.PathLike, manifest: dict[str, Any]) -> dict
     model = ov.Model(results, [backbone.get_parameters()[0], im_info], "frcnn_detector")
     model.validate_nodes_and_infer_types()
     ov.save_model(model, str(folder / IR_FILE), compress_to_fp16=False)
-    attrs = proposal_attrs(manifest["anchors"], manifest["test"])
     return {"file": IR_FILE, "weights": WEIGHTS_FILE,
             "inputs": [onnx["backbone"]["inputs"][0], "im_info"],
             "outputs": ["rois"] + [n for n in onnx["head"]["outputs"]],

@@ -25,15 +25,6 @@ import numpy as np
 PARTS = ("backbone", "head")
 
 
-def _cpu_has_vnni() -> bool:
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        return False
-    return any(flag in flags.split() for flag in ("avx512_vnni", "avx_vnni"))
-
-
 def calibration_feeds(folder: str | os.PathLike, manifest: dict[str, Any],
                       images: Sequence[np.ndarray]) -> dict[str, list[dict[str, np.ndarray]]]:
     """{part: [its inputs for each image]}: the backbone's blobs, the head's (feature, rois)
@@ -89,8 +80,10 @@ def quantize_export(folder: str | os.PathLike, manifest: dict[str, Any],
     if not feeds["head"]:
         raise ValueError("no calibration image gave a proposal: the head cannot be "
                          "calibrated (use other images, or more)")
-    if reduce_range is None:
-        reduce_range = not _cpu_has_vnni()
+    if reduce_range is None:  # no VNNI: 7-bit weights
+        from frcnn.bench.report import cpu_flags
+
+        reduce_range = not cpu_flags(("avx512_vnni", "avx_vnni"))
     reader_type = type("Reader", (_Reader, CalibrationDataReader), {})
     section: dict[str, Any] = {}
     for part in PARTS:
